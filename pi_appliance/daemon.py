@@ -1,0 +1,102 @@
+"""``pi-appliance``: the daemon. Wiring only: config → output → player → servers.
+
+Floors, top to bottom: daemon → mpd, knock, discovery → player → output, library → music.
+Each part is started by one call here and stopped in reverse order; nothing below imports this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pi_appliance import __version__, config
+from pi_appliance.errors import ApplianceError
+
+log = logging.getLogger("pi_appliance")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="pi-appliance",
+        description="Play tunes on a GPIO piezo buzzer with DMA timing, driven over the MPD protocol.",
+    )
+    p.add_argument("--config", metavar="FILE", help=f"TOML configuration (default {config.DEFAULT_CONFIG})")
+    p.add_argument("--bind", metavar="ADDR", action="append", help="address for the MPD socket (repeatable)")
+    p.add_argument("--port", metavar="N", type=int, help="MPD TCP port (default 6600)")
+    p.add_argument("--state-dir", metavar="DIR", help=f"queue, playlists, tunes (default {config.DEFAULT_STATE_DIR})")
+    p.add_argument("--output", choices=["auto", "pigpio", "gpiozero", "sim"], help="the buzzer output")
+    p.add_argument("--record-wav", metavar="FILE", help="simulator: write what the pin did as a WAV")
+    p.add_argument("--record-vcd", metavar="FILE", help="simulator: write what the pin did as a VCD")
+    p.add_argument("--no-mdns", action="store_true", help="do not advertise over mDNS")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--check-config", action="store_true", help="load the configuration, print it, exit")
+    p.add_argument("--version", action="version", version=f"pi-appliance {__version__}")
+    return p.parse_args(argv)
+
+
+def load_settings(args: argparse.Namespace) -> config.Settings:
+    settings = config.load(args.config, required=args.config is not None)
+    return config.override(
+        settings,
+        **{
+            "state_dir": args.state_dir,
+            "log_level": args.log_level,
+            "mpd.bind": args.bind,
+            "mpd.port": args.port,
+            "output.kind": args.output,
+            "output.record_wav": args.record_wav,
+            "output.record_vcd": args.record_vcd,
+            "discovery.enabled": False if args.no_mdns else None,
+        },
+    )
+
+
+async def run(settings: config.Settings) -> int:
+    """Start every part, wait for SIGTERM/SIGINT, stop them in reverse order."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    state_dir = Path(settings.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    async with contextlib.AsyncExitStack() as parts:
+        # --- output (timing work): pi_appliance.output.select ---
+        # --- library + player (MPD work): pi_appliance.library, pi_appliance.player ---
+        # --- MPD server (MPD work): pi_appliance.mpd.server ---
+        # --- knock listener (knock work): pi_appliance.knock ---
+        # --- mDNS (fleet work): pi_appliance.discovery ---
+        # --- systemd notify (deploy work) ---
+        del parts
+        raise ApplianceError("the daemon's parts are not built yet")
+        await stop.wait()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = load_settings(args)
+    except ApplianceError as e:
+        print(f"pi-appliance: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    if args.check_config:
+        print(settings)
+        return 0
+    try:
+        return asyncio.run(run(settings))
+    except ApplianceError as e:
+        log.error("%s", e)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
