@@ -168,7 +168,7 @@ for _u, _d, _dot in _UNIT_CHOICES:
 
 def _pitch_of(freq: float) -> int | None:
     """The MIDI number whose pitch is exactly ``freq`` in our table (octaves 0..9 of RTTTL), or None."""
-    if freq <= 0:
+    if not PITCHES[11] < freq < PITCHES[132]:
         return None
     m = round(69 + 12 * math.log2(freq / 440.0))
     if 12 <= m < 132 and PITCHES[m] == freq:
@@ -195,23 +195,30 @@ def _fit_units(notes: tuple[Note, ...], bpm: int) -> list[int] | None:
     return out
 
 
-# Units to try for the most common note, most natural first (quarter, eighth, sixteenth, half...).
-_UNIT_PREFERENCE = (64, 32, 16, 128, 8, 256, 4, 96, 48, 24, 192, 12, 384, 6, 2, 3)
+# Units (1/256 whole) to try for the most common note, most natural first: quarter, eighth, 16th, half...
+_UNIT_PREFERENCE = (64, 32, 16, 128, 8, 256, 4, 96, 48, 24, 192, 12, 384, 6)
 
 
 def _find_tempo(notes: tuple[Note, ...]) -> tuple[int, list[int]] | None:
+    """The tempo (and unit counts) that reproduce every duration, trying the most natural first.
+
+    Complete: a valid tempo b gives the most common duration t to some unit count u, and since
+    note ends are rounded on the running total, |u * 937500 / b - t| < 1; every such b is tried.
+    """
     common = Counter(n.duration_us for n in notes).most_common(1)[0][0]
     if common <= 0:
         return None
     tried: set[int] = set()
     for u in _UNIT_PREFERENCE:
-        est = u * _UNIT_NUM / common
-        for b in (round(est), int(est), int(est) + 1):
-            if 1 <= b <= MAX_BPM and b not in tried:
-                tried.add(b)
-                steps = _fit_units(notes, b)
-                if steps is not None:
-                    return b, steps
+        lo = max(1, math.floor(u * _UNIT_NUM / (common + 1)))
+        hi = min(MAX_BPM, math.ceil(u * _UNIT_NUM / (common - 1)) if common > 1 else MAX_BPM)
+        for b in range(lo, hi + 1):
+            if b in tried or abs(u * _UNIT_NUM - common * b) >= b:
+                continue
+            tried.add(b)
+            steps = _fit_units(notes, b)
+            if steps is not None:
+                return b, steps
     return None
 
 
