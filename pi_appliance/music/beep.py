@@ -98,9 +98,7 @@ def parse_beep(data: str | bytes) -> Tune:
     words = list(_words(text))
     if words and words[0][0] == "beep":
         words = words[1:]
-    if not words:
-        raise TuneError("no beep options given", 0)
-    tones = [_Tone(pos=words[0][1])]
+    tones = [_Tone(pos=words[0][1] if words else 0)]  # no options at all: beep's default beep
     i = 0
     while i < len(words):
         word, pos = words[i]
@@ -145,7 +143,7 @@ def parse_beep(data: str | bytes) -> Tune:
             tone.delay_ms, tone.end_delay = _uint(value, opt, vpos), True
     notes = _expand(tones)
     if not any(n.freq_hz for n in notes):
-        raise TuneError("no tone to play (every -l is 0)", words[0][1])
+        raise TuneError("no tone to play (every -l is 0)", tones[0].pos)
     return Tune("beep", tuple(notes), "beep")
 
 
@@ -159,16 +157,19 @@ def format_beep(tune: Tune) -> str:
 
     beep counts whole milliseconds, so note ends are rounded to the millisecond on the tune's
     running time (no drift); frequencies are written exactly. Leading rests use a zero-length tone.
+    Raises TuneError for a tune without tones or with a tone or rest longer than 300 s.
     """
     parts: list[str] = []
     t_us = 0
     t_ms = 0
     pending_rest = 0
     first = True
-    for note in tune.notes:
+    for i, note in enumerate(tune.notes):
         t_us += note.duration_us
         end_ms = (t_us + 500) // 1000
         ms, t_ms = end_ms - t_ms, end_ms
+        if ms > MAX_VALUE or (note.freq_hz == 0 and pending_rest + ms > MAX_VALUE):
+            raise TuneError(f"note {i + 1}: beep cannot say more than {MAX_VALUE} ms at once", i)
         if note.freq_hz == 0:
             pending_rest += ms
             continue

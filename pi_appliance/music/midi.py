@@ -7,8 +7,8 @@
   with its track. Channel 10 (General MIDI drums) is always dropped.
 - The **skyline** is the highest sounding note: a new note starts when the top pitch changes or is
   struck again; a lower note struck under a held top note changes nothing; no note sounding is a rest.
-- Leading and trailing silence is trimmed; ``min_note_us`` > 0 folds shorter notes (strummed
-  chords) into the note before them.
+- Leading and trailing silence is trimmed; ``min_note_us`` > 0 folds shorter notes and rests
+  (the lower strings of a strummed chord) into the note after them (the last one: before it).
 - Type 2 files and SMPTE time division are rejected, as is anything mido cannot read; the TuneError
   position is the byte offset where reading stopped (header fields: their offsets).
 """
@@ -155,26 +155,29 @@ def _skyline(
     if not segments:
         return []
     first_tick = segments[0][0] if origin_tick is None else origin_tick
-    if segments[-1][1] is not None:  # cannot happen (every on has an off), but never lose a note
-        segments.append((segments[-1][0], None))
-    notes: list[Note] = []
-    t_prev = round(to_us(first_tick))
     if origin_tick is not None and origin_tick < segments[0][0]:
         segments.insert(0, (origin_tick, None))
+    raw: list[tuple[float, int]] = []
+    t_prev = round(to_us(first_tick))
     for (_tick, pitch), (next_tick, _) in itertools.pairwise(segments):
-        t_end = round(to_us(next_tick))
-        dur = t_end - t_prev
+        t_end = round(to_us(next_tick))  # the running time is rounded, never each note: no drift
+        if t_end > t_prev:
+            raw.append((0.0 if pitch is None else PITCHES[pitch], t_end - t_prev))
         t_prev = t_end
-        if dur <= 0:
+    notes: list[Note] = []
+    carry = 0
+    for k, (freq, dur) in enumerate(raw):
+        if min_note_us and dur < min_note_us and k + 1 < len(raw):
+            carry += dur  # a blip (a strummed chord's lower strings) goes to the note after it
             continue
-        freq = 0.0 if pitch is None else PITCHES[pitch]
-        if notes and (notes[-1].freq_hz == freq == 0 or (min_note_us and dur < min_note_us)):
-            notes[-1] = Note(notes[-1].freq_hz, notes[-1].duration_us + dur)
-            continue
-        if notes and min_note_us and notes[-1].duration_us < min_note_us:
-            notes[-1] = Note(freq, notes[-1].duration_us + dur)
-            continue
-        notes.append(Note(freq, dur))
+        dur += carry
+        carry = 0
+        if notes and freq == 0 and notes[-1].freq_hz == 0:
+            notes[-1] = Note(0.0, notes[-1].duration_us + dur)
+        elif notes and min_note_us and dur < min_note_us:
+            notes[-1] = Note(notes[-1].freq_hz, notes[-1].duration_us + dur)  # the last blip: backwards
+        else:
+            notes.append(Note(freq, dur))
     while notes and notes[-1].freq_hz == 0:
         notes.pop()
     if len(notes) > MAX_NOTES:
