@@ -120,7 +120,7 @@ ms_notes = st.lists(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(ms_notes)
 def test_format_beep_round_trips_whole_milliseconds(raw: list[tuple[float, int]]) -> None:
     merged: list[Note] = []
@@ -137,7 +137,7 @@ def test_format_beep_round_trips_whole_milliseconds(raw: list[tuple[float, int]]
     assert parse_beep(format_beep(tune)).notes == tune.notes
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.floats(1, 20_000), st.integers(0, 2_000_000)), min_size=1, max_size=30))
 def test_format_beep_rounds_on_the_running_time(raw: list[tuple[float, int]]) -> None:
     tune = Tune("t", tuple(Note(f, d) for f, d in raw), "x")
@@ -149,7 +149,7 @@ def test_format_beep_rounds_on_the_running_time(raw: list[tuple[float, int]]) ->
     assert abs(back.duration_us - tune.duration_us) <= 500  # never drifts, however many notes
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.sampled_from(" -fldrDnsceh0123456789.x-beep"), max_size=60))
 def test_any_text_gives_a_tune_or_a_positioned_tune_error(text: str) -> None:
     try:

@@ -91,7 +91,7 @@ def test_a_midi_file_travels_as_text() -> None:
     assert abs(back.duration_us - tune.duration_us) <= 500
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.text(max_size=60))
 def test_parse_tune_on_any_text_raises_only_tune_errors(text: str) -> None:
     try:
@@ -100,7 +100,7 @@ def test_parse_tune_on_any_text_raises_only_tune_errors(text: str) -> None:
         assert e.position is None or 0 <= e.position <= len(text.encode())
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=60))
 def test_parse_tune_on_any_bytes_raises_only_tune_errors(data: bytes) -> None:
     for blob in (data, b"MThd" + data):
@@ -108,7 +108,7 @@ def test_parse_tune_on_any_bytes_raises_only_tune_errors(data: bytes) -> None:
             parse_tune(blob)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.text(max_size=60))
 def test_parse_inline_on_any_uri(uri: str) -> None:
     for scheme in ("rtttl:", "beep:", ""):
