@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pi_appliance.music.model import MAX_DURATION_US, MAX_FREQ_HZ, MAX_NOTES, Note, Tune, TuneError
+from pi_appliance.music.model import MAX_DURATION_US, MAX_FREQ_HZ, MAX_NOTES, Note, Tune, TuneError, check_limits
 from pi_appliance.music.rtttl import decode_text
 
 MAX_VALUE = 300_000
@@ -157,8 +157,10 @@ def format_beep(tune: Tune) -> str:
 
     beep counts whole milliseconds, so note ends are rounded to the millisecond on the tune's
     running time (no drift); frequencies are written exactly. Leading rests use a zero-length tone.
-    Raises TuneError for a tune without tones or with a tone or rest longer than 300 s.
+    Raises TuneError for a tune without tones, with a tone or rest longer than 300 s, or beyond the
+    limits (5000 notes, 30 minutes), so that whatever it returns parses back.
     """
+    check_limits(tune.notes, 0)  # what beep text could say but no parser here would read back
     parts: list[str] = []
     t_us = 0
     t_ms = 0

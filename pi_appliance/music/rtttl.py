@@ -104,15 +104,15 @@ def _parse_defaults(text: str, start: int, end: int) -> tuple[int, int, int]:
             raise TuneError(f"defaults: expected key=value, got {tok!r}", pos, token=tok)
         if key == "d":
             if not value.isdigit() or int(value) not in DURATIONS:
-                raise TuneError(f"defaults: duration must be one of {DURATIONS}, got {value!r}", pos, token=tok)
+                raise TuneError(f"defaults: duration must be one of {DURATIONS}: {tok!r}", pos, token=tok)
             d = int(value)
         elif key == "o":
             if len(value) != 1 or not value.isdigit():
-                raise TuneError(f"defaults: octave must be a digit 0..9, got {value!r}", pos, token=tok)
+                raise TuneError(f"defaults: octave must be a digit 0..9: {tok!r}", pos, token=tok)
             o = int(value)
         elif key == "b":
             if not value.isdigit() or not 1 <= int(value) <= MAX_BPM:
-                raise TuneError(f"defaults: tempo must be 1..{MAX_BPM} beats per minute, got {value!r}", pos, token=tok)
+                raise TuneError(f"defaults: tempo must be 1..{MAX_BPM} beats per minute: {tok!r}", pos, token=tok)
             b = int(value)
         # Unknown keys (s=, l=, v= of RTX and RTTTL 1.1) are ignored, as the Nokia text asks.
     return d, o, b
@@ -132,7 +132,7 @@ def _read_token(tok: str, d: int, o: int) -> tuple[int, float]:
         raise _BadToken(f"two dots in {tok!r}")
     dur = int(dur_s) if dur_s else d
     if dur not in _UNITS:
-        raise _BadToken(f"duration must be one of {DURATIONS}, got {dur_s!r}")
+        raise _BadToken(f"duration must be one of {DURATIONS}: {tok!r}")
     units = _DOTTED_UNITS[dur] if (dot1 or dot2) else _UNITS[dur]
     if letter == "p":
         if sharp:
