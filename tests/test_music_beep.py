@@ -160,3 +160,22 @@ def test_any_text_gives_a_tune_or_a_positioned_tune_error(text: str) -> None:
         parse_beep(text)
     except TuneError as e:
         assert e.position is not None and 0 <= e.position <= len(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["-f", "-l", "-r", "-d", "-D"]), st.text(min_size=1, max_size=8).filter(lambda v: v.split() == [v])
+)
+def test_any_option_value(opt: str, value: str) -> None:
+    for text in (f"{opt} {value}", f"{opt}{value}"):
+        try:
+            parse_beep(text)
+        except TuneError as e:
+            assert e.position is not None
+
+
+def test_unicode_and_python_only_numbers_are_refused() -> None:
+    for text in ("-f \u0664\u0664\u0660", "-l \u00b2", "-f 1_000", "-f infinity", "-f 0x10", "-r \u0661"):
+        with pytest.raises(TuneError):
+            parse_beep(text)
+    assert notes("-f 1e3 -l 5") == [(1000.0, 5)]  # %f reads exponents

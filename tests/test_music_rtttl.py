@@ -334,3 +334,20 @@ def test_format_either_refuses_or_round_trips(raw: list[tuple[float, int]]) -> N
     except TuneError:
         return
     assert parse_rtttl(text).notes == tune.notes
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["d", "o", "b"]), st.text(max_size=6), st.text(max_size=6))
+def test_any_unicode_in_defaults_or_notes(key: str, value: str, token: str) -> None:
+    """Unicode digits ('²', '٤') are not RTTTL digits: rejected with a TuneError, never a ValueError."""
+    for text in (f"t:{key}={value}:c", f"t:d=4:{token}", f"t:d=4:c,{token}4"):
+        try:
+            parse_rtttl(text)
+        except TuneError as e:
+            assert e.position is not None
+
+
+def test_unicode_digits_are_not_digits() -> None:
+    for text in ("t:d=\u00b2:c", "t:o=\u00b2:c", "t:b=\u0664\u0664:c", "t:d=4:\u0664c", "t:d=4:c\u0664"):
+        with pytest.raises(TuneError):
+            parse_rtttl(text)

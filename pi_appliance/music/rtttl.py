@@ -37,7 +37,8 @@ PITCHES: tuple[float, ...] = tuple(440.0 * 2.0 ** ((m - 69) / 12) for m in range
 
 _SEMITONE = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11, "h": 11}
 _NAMES = ("c", "c#", "d", "d#", "e", "f", "f#", "g", "g#", "a", "a#", "b")
-_NOTE_RE = re.compile(r"(\d{1,2})?([a-hp])([#_])?(\.)?(\d)?(\.)?")
+_NOTE_RE = re.compile(r"(\d{1,2})?([a-hp])([#_])?(\.)?(\d)?(\.)?", re.ASCII)  # ASCII: no '٤' or '²'
+_UINT_RE = re.compile(r"[0-9]+")
 _WS_RE = re.compile(r"\s+")
 _LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
 # Units of 1/256 whole note; whole note = 240e6 / bpm µs, so one unit = 937 500 / bpm µs.
@@ -103,15 +104,15 @@ def _parse_defaults(text: str, start: int, end: int) -> tuple[int, int, int]:
         if not eq or not key:
             raise TuneError(f"defaults: expected key=value, got {tok!r}", pos, token=tok)
         if key == "d":
-            if not value.isdigit() or int(value) not in DURATIONS:
+            if not _UINT_RE.fullmatch(value) or int(value) not in DURATIONS:
                 raise TuneError(f"defaults: duration must be one of {DURATIONS}: {tok!r}", pos, token=tok)
             d = int(value)
         elif key == "o":
-            if len(value) != 1 or not value.isdigit():
+            if not _UINT_RE.fullmatch(value) or len(value) != 1:
                 raise TuneError(f"defaults: octave must be a digit 0..9: {tok!r}", pos, token=tok)
             o = int(value)
         elif key == "b":
-            if not value.isdigit() or not 1 <= int(value) <= MAX_BPM:
+            if not _UINT_RE.fullmatch(value) or not 1 <= int(value) <= MAX_BPM:
                 raise TuneError(f"defaults: tempo must be 1..{MAX_BPM} beats per minute: {tok!r}", pos, token=tok)
             b = int(value)
         # Unknown keys (s=, l=, v= of RTX and RTTTL 1.1) are ignored, as the Nokia text asks.
