@@ -259,7 +259,7 @@ class Player:
                 if e.notes is not None:
                     from pi_appliance.music import Note
 
-                    tune = Tune(e.title or e.uri, tuple(Note(f, d) for f, d in e.notes))
+                    tune = Tune(e.title or e.uri, tuple(Note(f, d) for f, d in e.notes), e.source_format)
                     title = e.title or e.uri
                 else:
                     title, tune = self._resolve(e.uri)
@@ -283,6 +283,8 @@ class Player:
             return
         self._cancel_checkpoint()
         if self._store is not None:
+            if self._state is not PlayState.STOP:
+                self._store.mark_dirty()  # the elapsed time moved on without an event
             await self._store.flush()  # the state as it is (playing: comes back at this position)
         self._closed = True
         self._output.set_listener(None)
@@ -297,7 +299,7 @@ class Player:
                 entries.append(SavedEntry(e.uri, e.prio))
             else:
                 notes = tuple((n.freq_hz, n.duration_us) for n in e.tune.notes)
-                entries.append(SavedEntry(e.uri, e.prio, e.tune.title, notes))
+                entries.append(SavedEntry(e.uri, e.prio, e.tune.title, notes, e.tune.source_format))
         return SavedState(
             entries=tuple(entries),
             current=self._position(self._current) if self._current is not None else None,

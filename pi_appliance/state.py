@@ -49,6 +49,7 @@ class SavedEntry:
     prio: int = 0
     title: str | None = None  # only with ``notes``
     notes: tuple[tuple[float, int], ...] | None = None  # (freq_hz, duration_us) per note
+    source_format: str = "unknown"  # only with ``notes``
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ def encode(state: SavedState) -> bytes:
         if e.notes is not None:
             d["title"] = e.title or ""
             d["notes"] = [[f, u] for f, u in e.notes]
+            d["source_format"] = e.source_format
         entries.append(d)
     doc = {
         **state.extra,
@@ -137,7 +139,9 @@ def decode(data: bytes) -> SavedState:
                 parsed.append((float(n[0]), n[1]))
             title = d.get("title", "")
             _want(isinstance(title, str), f"queue[{i}]: bad title")
-            entries.append(SavedEntry(d["uri"], prio, title, tuple(parsed)))
+            fmt = d.get("source_format", "unknown")
+            _want(isinstance(fmt, str), f"queue[{i}]: bad source_format")
+            entries.append(SavedEntry(d["uri"], prio, title, tuple(parsed), fmt))
         else:
             entries.append(SavedEntry(d["uri"], prio))
     current = doc.get("current")
