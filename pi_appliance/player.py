@@ -190,7 +190,9 @@ class Player:
         self._single = "0"
         self._consume = "0"
         # playback
-        self._state = PlayState.STOP
+        self._st = PlayState.STOP
+        self._play_time = 0.0  # seconds spent playing (stats playtime)
+        self._play_since: float | None = None
         self._error: str | None = None
         self._paused_us = 0  # where a paused song stands
         self._start_us = 0  # where the output was told to start the current song
@@ -203,6 +205,19 @@ class Player:
         output.set_listener(self)
         if store is not None:
             store.attach(self.snapshot)
+
+    @property
+    def _state(self) -> PlayState:
+        return self._st
+
+    @_state.setter
+    def _state(self, new: PlayState) -> None:
+        if new is PlayState.PLAY and self._play_since is None:
+            self._play_since = self._clock()
+        elif new is not PlayState.PLAY and self._play_since is not None:
+            self._play_time += self._clock() - self._play_since
+            self._play_since = None
+        self._st = new
 
     # ------------------------------------------------------------------ events
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
@@ -1032,6 +1047,8 @@ class Player:
             self._shuffle_order(0, len(self._order))
             if self._current is not None and self._state is not PlayState.STOP:
                 self._move_order(self._order_index(self._current), 0)  # the rest plays after it
+            else:
+                self._current = None  # as MPD: stopped, random starts from no current song
         else:
             self._restore_order()
         self._emit("options")
@@ -1101,6 +1118,25 @@ class Player:
 
     def current(self) -> QueueEntry | None:
         return self._entry(self._current) if self._current is not None else None
+
+    # --- additions to the pinned API (for the MPD layer and the daemon) ---
+    def entry_by_id(self, songid: int) -> tuple[int, QueueEntry]:
+        """(position, entry) of the entry with id ``songid`` (playlistid); NoSuchSong if none."""
+        if not self._has_id(songid):
+            raise NoSuchSong()
+        pos = self._position(songid)
+        return pos, self._entries[pos]
+
+    @property
+    def play_time_s(self) -> float:
+        """Seconds spent playing since this player was made (MPD's stats ``playtime``)."""
+        extra = self._clock() - self._play_since if self._play_since is not None else 0.0
+        return self._play_time + extra
+
+    @property
+    def output(self) -> Output:
+        """The output this player drives (``outputs``, mDNS TXT)."""
+        return self._output
 
     def clear_error(self) -> None:
         self._error = None

@@ -521,6 +521,14 @@ async def test_random_on_while_playing_keeps_the_current_song_and_off_restores_o
     assert p.status().nextsong == 3
 
 
+async def test_random_on_while_stopped_forgets_the_current_song():
+    r = await rig(3)
+    await r.player.play(1)
+    await r.player.stop()
+    r.player.set_random(True)
+    assert r.player.status().song is None
+
+
 async def test_modes_raise_options_only_on_change_and_validate():
     r = await rig(1)
     p = r.player
@@ -619,3 +627,19 @@ async def test_a_broken_subscriber_does_not_break_the_player():
     assert r.take() == ["player"]
     unsub()
     unsub()
+
+
+async def test_entry_by_id_and_play_time():
+    r = await rig(2)
+    p = r.player
+    sid = p.entries()[1].id
+    assert p.entry_by_id(sid) == (1, p.entries()[1])
+    with pytest.raises(NoSuchSong):
+        p.entry_by_id(999)
+    assert p.output is r.out
+    await p.play(1)
+    r.clock.t += 0.75
+    assert p.play_time_s == pytest.approx(0.75)
+    await p.pause(True)
+    r.clock.t += 5
+    assert p.play_time_s == pytest.approx(0.75)
