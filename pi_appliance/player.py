@@ -22,7 +22,7 @@ from typing import Protocol
 
 from pi_appliance.errors import ApplianceError, OutputError
 from pi_appliance.library import LibraryTune
-from pi_appliance.music import Tune
+from pi_appliance.music import Note, Tune
 from pi_appliance.output.base import Output
 from pi_appliance.state import SavedEntry, SavedState, StateStore
 
@@ -111,6 +111,10 @@ CONSUME_MODES = ("0", "1", "oneshot")
 MAX_PRIO = 255
 #: Largest queue, as MPD's max_playlist_length default.
 DEFAULT_MAX_LENGTH = 16384
+#: Bounds on what the queue may hold in all, whatever the number of entries: notes, and the text of
+#: URIs (inline tunes carry their text in the URI). They keep memory and the state file bounded.
+DEFAULT_MAX_NOTES = 250_000
+DEFAULT_MAX_URI_BYTES = 4 * 1024 * 1024
 #: While playing, the elapsed time is saved this often (seconds), so a power cut loses little.
 CHECKPOINT_INTERVAL = 10.0
 
@@ -160,6 +164,8 @@ class Player:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         max_length: int = DEFAULT_MAX_LENGTH,
+        max_notes: int = DEFAULT_MAX_NOTES,
+        max_uri_bytes: int = DEFAULT_MAX_URI_BYTES,
         restore_paused: bool = True,
         checkpoint_interval: float = CHECKPOINT_INTERVAL,
         parse_inline: Callable[[str], Tune] | None = None,
@@ -170,6 +176,11 @@ class Player:
         self._clock = clock
         self._rng = rng or random.Random()
         self._max_length = max_length
+        self._max_notes = max_notes
+        self._max_uri_bytes = max_uri_bytes
+        self._notes_total = 0
+        self._uri_bytes_total = 0
+        self._saved: dict[int, SavedEntry] = {}  # snapshot cache of notes-only entries
         self._restore_paused = restore_paused
         self._checkpoint_interval = checkpoint_interval
         self._parse_inline = parse_inline or _default_parse_inline
@@ -272,8 +283,6 @@ class Player:
         for e in saved.entries:
             try:
                 if e.notes is not None:
-                    from pi_appliance.music import Note
-
                     tune = Tune(e.title or e.uri, tuple(Note(f, d) for f, d in e.notes), e.source_format)
                     title = e.title or e.uri
                 else:
@@ -282,10 +291,14 @@ class Player:
                 log.warning("dropping %s from the restored queue: %s", e.uri[:80], exc)
                 kept.append(None)
                 continue
-            if len(self._entries) >= self._max_length:
+            if not self._fits(QueueEntry(0, e.uri, title, tune)):
+                log.warning("the restored queue is over its limits: dropping %s", e.uri[:80])
                 kept.append(None)
                 continue
-            kept.append(self._append(QueueEntry(0, e.uri, title, tune, prio=e.prio)))
+            songid = self._append(QueueEntry(0, e.uri, title, tune, prio=e.prio))
+            if e.notes is not None:
+                self._note_ids.add(songid)
+            kept.append(songid)
         if self._random:
             self._shuffle_order(0, len(self._order))
         self._modified()
@@ -313,8 +326,14 @@ class Player:
             if is_inline(e.uri) or not self._from_notes(e):
                 entries.append(SavedEntry(e.uri, e.prio))
             else:
-                notes = tuple((n.freq_hz, n.duration_us) for n in e.tune.notes)
-                entries.append(SavedEntry(e.uri, e.prio, e.tune.title, notes, e.tune.source_format))
+                saved = self._saved.get(e.id)
+                if saved is None:
+                    notes = tuple((n.freq_hz, n.duration_us) for n in e.tune.notes)
+                    saved = SavedEntry(e.uri, e.prio, e.tune.title, notes, e.tune.source_format)
+                    self._saved[e.id] = saved
+                if saved.prio != e.prio:
+                    saved = replace(saved, prio=e.prio)
+                entries.append(saved)
         return SavedState(
             entries=tuple(entries),
             current=self._position(self._current) if self._current is not None else None,
@@ -366,8 +385,24 @@ class Player:
             if not self._has_id(songid):
                 return songid
 
+    def _fits(self, entry: QueueEntry) -> bool:
+        return (
+            len(self._entries) < self._max_length
+            and self._notes_total + len(entry.tune.notes) <= self._max_notes
+            and self._uri_bytes_total + len(entry.uri) <= self._max_uri_bytes
+        )
+
+    def _forget(self, e: QueueEntry) -> None:
+        """Bookkeeping for an entry leaving the queue."""
+        self._notes_total -= len(e.tune.notes)
+        self._uri_bytes_total -= len(e.uri)
+        self._note_ids.discard(e.id)
+        self._saved.pop(e.id, None)
+
     def _append(self, entry: QueueEntry) -> int:
         """Append to the queue and to the end of the order; returns the new id."""
+        self._notes_total += len(entry.tune.notes)
+        self._uri_bytes_total += len(entry.uri)
         songid = self._new_id()
         self._entries.append(replace(entry, id=songid, version=self._version))
         if self._pos_of is not None:
@@ -551,7 +586,7 @@ class Player:
         n = len(self._entries)
         if pos is not None and not 0 <= pos <= n:
             raise BadSongIndex()
-        if n >= self._max_length:
+        if not self._fits(entry):
             raise PlaylistTooLarge()
         with self._editing():
             songid = self._append(entry)
@@ -588,7 +623,7 @@ class Player:
                 else:
                     self._current = None
             del self._entries[pos]
-            self._note_ids.discard(e.id)
+            self._forget(e)
             order = list(self._order)
             order.remove(e.id)
             self._set_order(order)
@@ -682,6 +717,8 @@ class Player:
         self._cancel_checkpoint()
         self._entries = []
         self._note_ids.clear()
+        self._saved.clear()
+        self._notes_total = self._uri_bytes_total = 0
         self._set_order([])
         self._invalidate()
         self._current = None
@@ -853,7 +890,7 @@ class Player:
         with self._editing():
             pos = self._position(songid)
             e = self._entries.pop(pos)
-            self._note_ids.discard(e.id)
+            self._forget(e)
             order = list(self._order)
             order.remove(e.id)
             self._set_order(order)

@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +179,7 @@ class StateStore:
         self._timer: asyncio.TimerHandle | None = None
         self._writing: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._cost = 0.0  # seconds the last save took (encoding on the loop + writing)
         self.writes = 0  # completed writes (tests, benchmarks)
         self.last_error: str | None = None
 
@@ -224,7 +226,11 @@ class StateStore:
         except RuntimeError:  # no event loop (a script, a test): write at once
             self.save_now()
             return
-        self._timer = self._loop.call_later(self.delay, self._kick)
+        self._timer = self._loop.call_later(self._next_delay(), self._kick)
+
+    def _next_delay(self) -> float:
+        # A big queue costs more to save: keep saving to at most about a fifth of the time.
+        return max(self.delay, 4 * self._cost)
 
     async def flush(self) -> None:
         """Wait until everything marked dirty so far is on disk."""
@@ -262,7 +268,9 @@ class StateStore:
         assert self._loop is not None or self._writing is None
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
+        t0 = time.monotonic()
         data = encode(self._take())  # the state as it is now, taken on the loop
+        self._cost = time.monotonic() - t0
         self._dirty = False
         # One write at a time: write_atomic's temp name is per process, and the order matters.
         self._writing = loop.run_in_executor(None, self._write, data)
@@ -277,11 +285,13 @@ class StateStore:
             self._dirty = True
             delay = max(self.delay, 1.0)  # retry, without spinning on a full or broken disk
         else:
-            delay = self.delay
+            delay = self._next_delay()
         if self._dirty and self._timer is None and self._loop is not None and not self._loop.is_closed():
             self._timer = self._loop.call_later(delay, self._kick)
 
     def _write(self, data: bytes) -> None:
+        t0 = time.monotonic()
         write_atomic(self.path, data)
+        self._cost += time.monotonic() - t0
         self.writes += 1
         self.last_error = None

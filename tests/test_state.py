@@ -93,6 +93,11 @@ async def test_first_start_saves_the_builtins_and_a_restart_restores_everything(
     assert out2.volume == 42
     await q.play()
     assert out2.plays() == [("T2", 1_500_000)]
+    await q.close()
+    # and once more: what was restored is saved the same way again
+    r, _ = make(tmp_path)
+    await r.start()
+    assert [(e.uri, e.tune) for e in r.entries()] == [(e.uri, e.tune) for e in q.entries()]
 
 
 async def test_a_state_saved_while_playing_comes_back_paused_or_playing(tmp_path):
@@ -226,4 +231,22 @@ async def test_elapsed_is_checkpointed_while_playing(tmp_path):
     await settle()
     saved = decode((tmp_path / "state.json").read_bytes())
     assert saved.state == "play" and saved.elapsed_us == 1_000_000
+    await p.close()
+
+
+async def test_the_queue_is_bounded_in_notes_and_text_too(tmp_path):
+    from pi_appliance.player import PlaylistTooLarge
+
+    p, _ = make(tmp_path, max_notes=10, max_uri_bytes=60)
+    await p.start()
+    p.clear()
+    p.add_tune(tune("a", notes=8), "gen:a")
+    with pytest.raises(PlaylistTooLarge):
+        p.add_tune(tune("b", notes=3), "gen:b")
+    p.delete(0)
+    p.add_tune(tune("b", notes=3), "gen:b")
+    with pytest.raises(PlaylistTooLarge):
+        p.add("rtttl:" + "x" * 60)
+    p.clear()
+    p.add("rtttl:" + "x" * 50)
     await p.close()
