@@ -187,6 +187,10 @@ class Player:
         self._subscribers: list[Subscriber] = []
         # the queue
         self._entries: list[QueueEntry] = []
+        # The true version of each entry, by position. An entry object may carry an older one
+        # until it is handed out (_fresh): shifting thousands of entries by an insert then costs
+        # a list write each, not a new object each.
+        self._ver: list[int] = []
         self._order: list[int] = []  # entry ids in play order
         self._pos_of: dict[int, int] | None = {}  # id -> position (None: rebuild)
         self._ord_of: dict[int, int] | None = {}  # id -> order index (None: rebuild)
@@ -405,6 +409,7 @@ class Player:
         self._uri_bytes_total += len(entry.uri)
         songid = self._new_id()
         self._entries.append(replace(entry, id=songid, version=self._version))
+        self._ver.append(self._version)
         if self._pos_of is not None:
             self._pos_of[songid] = len(self._entries) - 1
         self._order.append(songid)
@@ -419,35 +424,43 @@ class Player:
     def _restore_order(self) -> None:
         self._set_order([e.id for e in self._entries])
 
-    def _touch(self, old_positions: dict[int, int]) -> None:
-        """Give every entry whose position changed (or that is new) the current version."""
-        v = self._version
-        for i, e in enumerate(self._entries):
-            if old_positions.get(e.id) != i and e.version != v:
-                self._entries[i] = replace(e, version=v)
+    def _fresh(self, pos: int) -> QueueEntry:
+        """The entry at ``pos`` carrying its true version."""
+        e = self._entries[pos]
+        v = self._ver[pos]
+        if e.version != v:
+            e = self._entries[pos] = QueueEntry(e.id, e.uri, e.title, e.tune, e.prio, v)
+        return e
 
     def _modified(self) -> None:
         """The queue changed: next version, ``playlist`` event (MPD's OnModified)."""
         self._version += 1
         if self._version >= 2**31 - 1:
-            self._entries = [replace(e, version=0) for e in self._entries]
+            self._ver = [0] * len(self._entries)
             self._version = 1
         self._emit("playlist")
 
     @contextlib.contextmanager
     def _editing(self) -> Iterator[None]:
-        old = {e.id: i for i, e in enumerate(self._entries)}
+        old = {e.id: (i, self._ver[i]) for i, e in enumerate(self._entries)}
         yield
         self._invalidate()
         if not self._random:
             self._restore_order()
-        self._touch(old)
+        # Every entry whose position changed (or that is new, or changed in place) gets the
+        # current version, as MPD's MoveItemTo does.
+        v = self._version
+        ver = []
+        for i, e in enumerate(self._entries):
+            was = old.get(e.id)
+            ver.append(was[1] if was is not None and was[0] == i and e.version != v else v)
+        self._ver = ver
         self._modified()
 
-    def _next_order(self, o: int, *, single: str | None = None) -> int:
+    def _next_order(self, o: int, *, single: str | None = None, n: int | None = None) -> int:
         """MPD's Queue::GetNextOrder: the order index after ``o`` (-1: end of the queue)."""
         single = self._single if single is None else single
-        n = len(self._order)
+        n = len(self._order) if n is None else n
         if single != "0" and self._repeat and self._consume == "0":
             return o
         if o + 1 < n:
@@ -510,9 +523,11 @@ class Player:
         while self._prio_of_order(start) != last_prio:
             start += 1
         j = self._rng.randint(start, end - 1)
-        order = list(self._order)
+        order = self._order  # in place: called for every add in random mode
         order[end - 1], order[j] = order[j], order[end - 1]
-        self._set_order(order)
+        if self._ord_of is not None:
+            self._ord_of[order[end - 1]] = end - 1
+            self._ord_of[order[j]] = j
 
     def _set_priority(self, pos: int, prio: int, after_o: int, reorder: bool = True) -> bool:
         """MPD's Queue::SetPriority (with its random-order placement)."""
@@ -521,6 +536,7 @@ class Player:
         if old == prio:
             return False
         self._entries[pos] = replace(e, prio=prio, version=self._version)
+        self._ver[pos] = self._version
         if not self._random or not reorder:
             return True
         o = self._order_index(e.id)
@@ -553,7 +569,7 @@ class Player:
 
     # ------------------------------------------------------------------ queue
     def entries(self) -> list[QueueEntry]:
-        return list(self._entries)
+        return [self._fresh(i) for i in range(len(self._entries))]
 
     @property
     def version(self) -> int:
@@ -563,8 +579,8 @@ class Player:
     def changes_since(self, version: int) -> list[tuple[int, QueueEntry]]:
         """(position, entry) of entries changed after queue ``version`` (plchanges)."""
         if version > self._version:  # a version from before a restart: everything
-            return list(enumerate(self._entries))
-        return [(i, e) for i, e in enumerate(self._entries) if e.version >= version or e.version == 0]
+            return list(enumerate(self.entries()))
+        return [(i, self._fresh(i)) for i, v in enumerate(self._ver) if v >= version or v == 0]
 
     def _resolve(self, uri: str) -> tuple[str, Tune]:
         if is_inline(uri):
@@ -588,31 +604,38 @@ class Player:
             raise BadSongIndex()
         if not self._fits(entry):
             raise PlaylistTooLarge()
-        with self._editing():
-            songid = self._append(entry)
-            if from_notes:
-                self._note_ids.add(songid)
-            if self._random:
-                cur = self._order_index(self._current) if self._current is not None else -1
-                self._shuffle_new_last(cur + 1)
-            if pos is not None and pos != n:
-                e = self._entries.pop()
-                self._entries.insert(pos, e)
-                self._invalidate()
+        # Not through _editing: an append moves nothing, so it stays O(1) (a load of thousands).
+        songid = self._append(entry)
+        if from_notes:
+            self._note_ids.add(songid)
+        if self._random:
+            cur = self._order_index(self._current) if self._current is not None else -1
+            self._shuffle_new_last(cur + 1)
+        if pos is not None and pos != n:
+            e = self._entries.pop()
+            self._entries.insert(pos, e)
+            self._ver.pop()
+            self._ver[pos:] = [self._version] * (len(self._entries) - pos)  # moved one down: changed
+            self._invalidate()
+            if not self._random:
+                self._restore_order()
+        self._modified()
         return songid
 
     def _delete_positions(self, positions: list[int]) -> None:
-        """Delete entries (positions in descending order), as MPD's DeleteInternal, then apply
-        what that means for playback."""
+        """Delete entries (positions in descending order) as MPD's DeleteInternal does one by
+        one, then apply what that means for playback. O(n) however many are deleted."""
         restart: QueueEntry | None = None
         stop = False
+        deleted: set[int] = set()
         for pos in positions:
-            e = self._entries[pos]
-            if self._current == e.id:
+            sid = self._entries[pos].id
+            if self._current == sid:
                 if self._state is not PlayState.STOP:
-                    o = self._order_index(e.id)
-                    nxt = self._next_order(o)
-                    nxt_id = self._order[nxt] if nxt >= 0 and nxt != o else None
+                    order = [x for x in self._order if x not in deleted]  # as it is at this step
+                    o = order.index(sid)
+                    nxt = self._next_order(o, n=len(order))
+                    nxt_id = order[nxt] if nxt >= 0 and nxt != o else None
                     self._current = nxt_id
                     if nxt_id is not None and self._state is PlayState.PLAY:
                         restart = self._entry(nxt_id)
@@ -622,12 +645,16 @@ class Player:
                         restart, stop = None, True
                 else:
                     self._current = None
-            del self._entries[pos]
-            self._forget(e)
-            order = list(self._order)
-            order.remove(e.id)
-            self._set_order(order)
-            self._invalidate()
+            deleted.add(sid)
+        kept = []
+        for e in self._entries:
+            if e.id in deleted:
+                self._forget(e)
+            else:
+                kept.append(e)
+        self._entries = kept
+        self._set_order([x for x in self._order if x not in deleted])
+        self._invalidate()
         if restart is not None and self._current == restart.id:
             self._song_started()
             self._start_output(restart, 0)
@@ -716,6 +743,7 @@ class Player:
             self._emit("player")
         self._cancel_checkpoint()
         self._entries = []
+        self._ver = []
         self._note_ids.clear()
         self._saved.clear()
         self._notes_total = self._uri_bytes_total = 0
@@ -1154,7 +1182,7 @@ class Player:
         )
 
     def current(self) -> QueueEntry | None:
-        return self._entry(self._current) if self._current is not None else None
+        return self._fresh(self._position(self._current)) if self._current is not None else None
 
     # --- additions to the pinned API (for the MPD layer and the daemon) ---
     def entry_by_id(self, songid: int) -> tuple[int, QueueEntry]:
@@ -1162,7 +1190,7 @@ class Player:
         if not self._has_id(songid):
             raise NoSuchSong()
         pos = self._position(songid)
-        return pos, self._entries[pos]
+        return pos, self._fresh(pos)
 
     @property
     def play_time_s(self) -> float:

@@ -643,3 +643,23 @@ async def test_entry_by_id_and_play_time():
     await p.pause(True)
     r.clock.t += 5
     assert p.play_time_s == pytest.approx(0.75)
+
+
+async def test_plchanges_sees_every_entry_an_edit_moved():
+    r = await rig(5)
+    p = r.player
+    v = p.status().playlist_version
+    p.add("tunes/t7.rtttl", 1)  # inserting moves everything after it down
+    assert [pos for pos, _ in p.changes_since(v)] == [1, 2, 3, 4, 5]
+    assert all(e.version == v for _, e in p.changes_since(v))
+    v = p.status().playlist_version
+    p.move(4, None, 2)  # 4 -> 2: positions 2..4 change
+    assert [pos for pos, _ in p.changes_since(v)] == [2, 3, 4]
+    v = p.status().playlist_version
+    p.swap(0, 5)
+    assert [pos for pos, _ in p.changes_since(v)] == [0, 5]
+    v = p.status().playlist_version
+    p.prio(3, [(2, 3)])
+    assert [pos for pos, _ in p.changes_since(v)] == [2]
+    assert [e.version for e in p.entries()] == [p.entries()[i].version for i in range(6)]
+    assert p.changes_since(p.status().playlist_version) == []
