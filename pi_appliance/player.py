@@ -120,11 +120,11 @@ CHECKPOINT_INTERVAL = 10.0
 
 
 def is_inline(uri: str) -> bool:
-    """True for the URIs that carry their tune: ``rtttl:...`` and ``beep:...``."""
-    return uri.startswith(INLINE_SCHEMES)
+    """True for the URIs that carry their tune: ``rtttl:...`` and ``beep:...`` (any case)."""
+    return uri[:6].lower().startswith(INLINE_SCHEMES)
 
 
-def _default_parse_inline(uri: str) -> Tune:
+def _default_parse_inline(uri: str) -> Tune | None:
     from pi_appliance.music import parse_inline  # the music work's parser (imported when first needed)
 
     return parse_inline(uri)
@@ -168,7 +168,7 @@ class Player:
         max_uri_bytes: int = DEFAULT_MAX_URI_BYTES,
         restore_paused: bool = True,
         checkpoint_interval: float = CHECKPOINT_INTERVAL,
-        parse_inline: Callable[[str], Tune] | None = None,
+        parse_inline: Callable[[str], Tune | None] | None = None,
     ) -> None:
         self._output = output
         self._library = library
@@ -585,7 +585,8 @@ class Player:
     def _resolve(self, uri: str) -> tuple[str, Tune]:
         if is_inline(uri):
             tune = self._parse_inline(uri)
-            return tune.title or uri, tune
+            if tune is not None:
+                return tune.title or uri, tune
         t = self._library.lookup(uri)
         return t.title, t.tune
 
