@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from pi_appliance.errors import ApplianceError, OutputError
+from pi_appliance.errors import ApplianceError, OutputError, StateError
 from pi_appliance.library import LibraryTune
 from pi_appliance.music import Note, Tune
 from pi_appliance.output.base import Output
@@ -317,7 +317,10 @@ class Player:
         if self._store is not None:
             if self._state is not PlayState.STOP:
                 self._store.mark_dirty()  # the elapsed time moved on without an event
-            await self._store.flush()  # the state as it is (playing: comes back at this position)
+            try:
+                await self._store.flush()  # the state as it is (playing: comes back at this position)
+            except StateError as e:  # already logged by the store; the output must still stop
+                log.error("the last player state was not saved: %s", e)
         self._closed = True
         self._output.set_listener(None)
         await self._run(self._output.stop, transport=True)
@@ -961,7 +964,7 @@ class Player:
             if not self._entries:
                 return
             if self._state is not PlayState.STOP:
-                await self.pause(False)
+                await self._pause(False, at_ns)  # resumes (at ``at_ns`` if given)
                 return
             o = self._order_index(self._current) if self._current is not None else 0
         else:
@@ -982,6 +985,9 @@ class Player:
 
     async def pause(self, flag: bool | None = None) -> None:
         """None toggles (the deprecated bare ``pause``)."""
+        await self._pause(flag)
+
+    async def _pause(self, flag: bool | None, at_ns: int | None = None) -> None:
         if self._state is PlayState.STOP or self._current is None:
             return
         if flag is None:
@@ -994,7 +1000,7 @@ class Player:
             await fut
         elif not flag and self._state is PlayState.PAUSE:
             self._state = PlayState.PLAY
-            fut = self._start_output(self._entry(self._current), self._paused_us)
+            fut = self._start_output(self._entry(self._current), self._paused_us, at_ns)
             self._emit("player")
             await fut
 

@@ -338,6 +338,11 @@ async def test_at_ns_reaches_the_output():
     r = await rig(2)
     await r.player.play(1, at_ns=1_900_000_000_000_000_000)
     assert r.out.calls[-1] == ("play", "T1", 0, 1_900_000_000_000_000_000)
+    assert r.player.status().elapsed_s == 0.0  # waiting for the instant
+    r.out.advance(0.25)
+    await r.player.pause(True)
+    await r.player.play(at_ns=1_900_000_000_500_000_000)  # a paused fleet resumes together too
+    assert r.out.calls[-1] == ("play", "T1", 250_000, 1_900_000_000_500_000_000)
 
 
 async def test_next_and_previous():
