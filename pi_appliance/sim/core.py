@@ -573,11 +573,11 @@ class Simulator:
 
     # waves: sending
     def _send(self, wid: int, mode: int) -> int:
-        if mode not in (0, 1, 2, 3):
-            return PI_BAD_WAVE_MODE
         w = self._wave(wid)
         if w is None:
             return PI_BAD_WAVE_ID
+        if mode not in (0, 1, 2, 3):
+            return PI_BAD_WAVE_MODE
         now = self.now()
         repeat = mode in (1, 3)
         self.hw_pwm.clear()  # waves and hardware PWM share the PWM peripheral
@@ -706,6 +706,8 @@ def parse_chain(data: bytes, wave: Callable[[int], Wave | None]) -> list[ChainIt
             stack[-1].append(("w", b))
             cbs += 1
             i += 1
+            if cbs > CHAIN_CBS:
+                return PI_CHAIN_TOO_BIG
             continue
         if i + 1 >= n:
             return PI_BAD_CHAIN_CMD

@@ -159,11 +159,15 @@ class SimServer:
                     self._jsonl.flush()
 
     def _accept_loop(self) -> None:
+        self._listener.settimeout(0.1)  # so that stop() is noticed
         while not self._stop.is_set():
             try:
                 conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            conn.settimeout(None)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._conns.add(conn)
             t = threading.Thread(target=self._serve, args=(conn,), name="sim-conn", daemon=True)
