@@ -112,7 +112,7 @@ class PigpioOutput(Output):
 
     def position_us(self) -> int | None:
         f = self._feeder
-        return f.position_us() if f is not None and f.is_alive() else None
+        return f.position_us() if f is not None and not f.done else None
 
     async def set_volume(self, percent: int) -> None:
         self.volume = max(0, min(100, percent))
@@ -186,6 +186,7 @@ class _Feeder(threading.Thread):
         self.started = threading.Event()
         self.error: str | None = None
         self.failed_at_start = False
+        self.done = False  # set before the listener hears of the end
         self.in_flight: deque[tuple[int, Slice]] = deque()
         self._t0_ns = 0  # monotonic instant of tune time start_us
 
@@ -281,6 +282,7 @@ class _Feeder(threading.Thread):
                 except LINK_ERRORS as e:
                     self.error = f"pigpiod at {self.out.host}:{self.out.port}: {_describe(e)}"
             self.in_flight.clear()
+            self.done = True
             started_before = self.started.is_set()
             self.failed_at_start = self.error is not None and not started_before
             self.started.set()
