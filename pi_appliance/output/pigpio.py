@@ -128,6 +128,13 @@ class PigpioOutput(Output):
         if not pi.connected:
             raise OutputError(f"cannot reach pigpiod at {self.host}:{self.port}")
         try:
+            # We use no callbacks, and pigpio.py's notify thread spins on a dead socket (it loops on
+            # recv() returning b"" while its flag is set), which would burn a core whenever pigpiod
+            # goes away while we are idle. Close the notification handle now; the thread ends when
+            # the socket does.
+            notify, pi._notify = pi._notify, None
+            if notify is not None:
+                notify.stop()
             # pigpio.py reads replies with a blocking recv: a hung pigpiod must not hang the feeder.
             pi.sl.s.settimeout(self.socket_timeout)
             pi.set_mode(self.gpio, pigpio.OUTPUT)
@@ -168,8 +175,11 @@ def _release(pi: pigpio.pi, gpio: int) -> None:
         pi.write(gpio, 0)
     # pi.stop() clears the notify thread's flag first, then sends NC: if the socket is dead the send
     # fails but the thread still ends (pigpio.py's thread otherwise spins on a closed socket).
-    with contextlib.suppress(*LINK_ERRORS):
+    try:
         pi.stop()
+    except LINK_ERRORS:
+        with contextlib.suppress(OSError, AttributeError):
+            pi.sl.s.close()
 
 
 class _Feeder(threading.Thread):
