@@ -93,3 +93,20 @@ async def test_explicit_pigpio_that_is_not_there_raises():
 async def test_explicit_gpiozero_with_a_bad_factory_raises():
     with pytest.raises(OutputError, match="no pin factory"):
         await select.open_output(OutputSettings(kind="gpiozero", gpiozero_pin_factory="nosuch"))
+
+
+def test_output_settings_errors_name_the_key(tmp_path):
+    from pi_appliance import config
+    from pi_appliance.errors import ConfigError
+
+    for body, key in (
+        ('[output]\nkind = "pigpio"\ngpio = 40\n', "output.gpio"),
+        ("[output]\npigpio_port = 0\n", "output.pigpio_port"),
+        ("[output]\nsim_port = 70000\n", "output.sim_port"),
+        ('[output]\nkind = "buzzer"\n', "output.kind"),
+    ):
+        path = tmp_path / "c.toml"
+        path.write_text(body)
+        with pytest.raises(ConfigError) as e:
+            config.load(path)
+        assert e.value.key == key
