@@ -27,6 +27,7 @@ log = logging.getLogger("pi_appliance.sim")
 _REQ = struct.Struct("<IIII")
 _RES = struct.Struct("<IIIi")
 MAX_EXT = 65536
+MAX_QUEUED_REPORTS = 100_000
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
@@ -200,7 +201,12 @@ class SimServer:
 
     def _notify_stream(self, conn: socket.socket, p1: int, p2: int) -> None:
         reports: queue.SimpleQueue[bytes] = queue.SimpleQueue()
-        handle = self.sim.open_notifier(reports.put)
+
+        def put(report: bytes) -> None:
+            if reports.qsize() < MAX_QUEUED_REPORTS:  # a client that never reads loses reports, as on pigpiod
+                reports.put(report)
+
+        handle = self.sim.open_notifier(put)
         conn.sendall(_RES.pack(CMD_NOIB, p1, p2, handle))
         if handle < 0:
             return
