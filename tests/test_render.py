@@ -58,3 +58,21 @@ def test_render_main_reads_files_and_inline_tunes(tmp_path, capsys):
     assert render_main(["rtttl:x:d=4,o=5,b=120:c,q,g", "-o", str(tmp_path / "y.wav")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("pictl render: inline tune: ") and "(at " in err
+
+
+def test_vcd_opens_in_libsigrok_as_pulseview_reads_it(tmp_path):
+    """sigrok-cli uses libsigrok's VCD input, the one PulseView uses: it must see the same pin."""
+    tune = Tune("t", (Note(1000.0, 5_000), Note(0.0, 2_000), Note(2000.0, 3_000)))
+    vcd = tmp_path / "t.vcd"
+    render_tune(tune, None, vcd)
+    r = subprocess.run(
+        [need_program("sigrok-cli"), "-I", "vcd", "-i", str(vcd), "-O", "csv"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    samples = [int(x) for x in r.stdout.splitlines() if x in ("0", "1")]
+    assert len(samples) == 10_000  # one sample per µs, 1 MHz
+    level, expected, edges = 0, [], dict(waveplan.timeline(tune))
+    for t in range(10_000):
+        level = edges.get(t, level)
+        expected.append(level)
+    assert samples == expected
