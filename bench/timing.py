@@ -131,6 +131,7 @@ def child_pigpio(seconds: float, trace: str, step_us: int) -> dict:
         await out.open()
         sampler = RssSampler()
         sampler.start()
+        result["rss_base_kb"] = rss_kb()  # the tune is built, the output open: before playing
         cpu0, wall0 = time.process_time(), time.monotonic()
         await out.play(tune)
         await done.event.wait()
@@ -283,16 +284,20 @@ def child_rss(kind: str, seconds: float, play_s: float) -> dict:
     """RSS while playing a tune of ``seconds`` (pigpio: all of it, virtual clock; gpiozero: ``play_s``)."""
     if kind == "pigpio":
         r = child_pigpio(seconds, "", 100_000)
-        return {"rss_kb": r["rss_kb"], "cpu_share": r["cpu_share"], "wall_s": r["wall_s"]}
+        return {k: r[k] for k in ("rss_kb", "rss_base_kb", "cpu_share", "wall_s")}
     from gpiozero.pins.mock import MockFactory, MockPWMPin
 
     from pi_appliance.output.gpiozero import GpiozeroOutput
 
     tune = make_tune(seconds, lo_midi=57, hi_midi=81)
 
+    base = 0
+
     async def play() -> int:
+        nonlocal base
         out = GpiozeroOutput(GPIO, MockFactory(pin_class=MockPWMPin))
         await out.open()
+        base = rss_kb()
         await out.play(tune)
         peak = 0
         for _ in range(int(play_s / 0.1)):
@@ -301,7 +306,8 @@ def child_rss(kind: str, seconds: float, play_s: float) -> dict:
         await out.close()
         return peak
 
-    return {"rss_kb": asyncio.run(play())}
+    peak = asyncio.run(play())
+    return {"rss_kb": peak, "rss_base_kb": base}
 
 
 def run_child(*args: str) -> dict:
@@ -393,6 +399,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  RSS growth, 1-minute → {long_s // 60}-minute tune: pigpio "
           f"{(pg_long['rss_kb'] - pg_short['rss_kb']) / 1024:+.2f} MB (target within 2 MB), gpiozero "
           f"{(gz_long['rss_kb'] - gz_short['rss_kb']) / 1024:+.2f} MB")  # fmt: skip
+    grow = {k: (v["rss_kb"] - v["rss_base_kb"]) / 1024 for k, v in
+            (("p1", pg_short), ("pL", pg_long), ("g1", gz_short), ("gL", gz_long))}  # fmt: skip
+    print(f"  RSS growth while playing (peak − before play): pigpio {grow['p1']:+.2f} MB (1 min) vs "
+          f"{grow['pL']:+.2f} MB ({long_s // 60} min); gpiozero {grow['g1']:+.2f} vs {grow['gL']:+.2f} MB; "
+          f"the rest of the difference is the longer Tune's notes themselves")  # fmt: skip
     targets = {
         "pitch within 865.6/P": pg["notes_over_bound"] == 0,
         "onset 0 µs": pg["onset_max_us"] == 0,
