@@ -74,7 +74,7 @@ class SimServer:
         self.gpios = gpios if gpios is not None else list(range(28))
         self._tick_s = tick_s
         self._listener = socket.create_server((host, port), reuse_port=False)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.settimeout(0.1)  # accept() wakes up to notice stop()
         self.host, self.port = self._listener.getsockname()[:2]
         self._conns: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
@@ -160,7 +160,6 @@ class SimServer:
                     self._jsonl.flush()
 
     def _accept_loop(self) -> None:
-        self._listener.settimeout(0.1)  # so that stop() is noticed
         while not self._stop.is_set():
             try:
                 conn, _ = self._listener.accept()
