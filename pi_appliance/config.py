@@ -66,6 +66,12 @@ class OutputSettings:
             raise ValueError(f"kind: must be auto, pigpio, gpiozero or sim, not {self.kind!r}")
         if not 0 <= self.gpio <= 53:
             raise ValueError("gpio: must be 0..53")
+        if self.kind in ("auto", "pigpio", "sim") and self.gpio > 31:
+            raise ValueError("gpio: pigpio waves drive gpios 0..31 only")
+        if not 1 <= self.pigpio_port <= 65535:
+            raise ValueError("pigpio_port: must be 1..65535")
+        if not 0 <= self.sim_port <= 65535:
+            raise ValueError("sim_port: must be 0..65535 (0 picks a free port)")
 
 
 @dataclass(frozen=True)
