@@ -132,6 +132,7 @@ async def test_a_fleet_start_lands_on_its_wall_clock_instant(rig):
     first = edges(out)[n]
     rising = first if first[1] == 1 else edges(out)[n + 1]
     error_ms = (out.sim.wall_ns_of_tick(rising[0]) - at_ns) / 1e6
+    print(f"fleet start: first edge {error_ms:+.3f} ms from at_ns")
     assert abs(error_ms) < 5.0, error_ms
 
 
