@@ -167,14 +167,16 @@ class Arg:
     convert: Callable[[str], Any] = STR
     optional: bool = False
     rest: bool = False  # takes every remaining argument (a list)
+    at_least: int = 0  # for ``rest``: how many it needs
 
 
 def opt(convert: Callable[[str], Any] = STR) -> Arg:
     return Arg(convert, optional=True)
 
 
-def rest(convert: Callable[[str], Any] = STR, *, at_least: int = 0) -> list[Arg]:
-    return [Arg(convert) for _ in range(at_least)] + [Arg(convert, optional=True, rest=True)]
+def rest(convert: Callable[[str], Any] = STR, *, at_least: int = 0) -> Arg:
+    """Every remaining argument, converted, as one list (at least ``at_least`` of them)."""
+    return Arg(convert, optional=True, rest=True, at_least=at_least)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +210,7 @@ class Command:
                 out.append([a.convert(t) for t in raw[i:]])
                 return out
             out.append(a.convert(text))
-        if spec and spec[-1].rest and len(out) < len(spec):
+        if spec and spec[-1].rest and len(out) == len(spec) - 1:
             out.append([])
         return out
 
@@ -221,17 +223,10 @@ class Section:
     commands: list[Command] = field(default_factory=list)
 
     def command(
-        self, name: str, permission: Perm, *args: Arg | Callable[[str], Any] | list[Arg], listed: bool = True
+        self, name: str, permission: Perm, *args: Arg | Callable[[str], Any], listed: bool = True
     ) -> Callable[[Handler], Handler]:
-        spec: list[Arg] = []
-        for a in args:
-            if isinstance(a, list):
-                spec.extend(a)
-            elif isinstance(a, Arg):
-                spec.append(a)
-            else:
-                spec.append(Arg(a))
-        required = sum(1 for a in spec if not a.optional)
+        spec = [a if isinstance(a, Arg) else Arg(a) for a in args]
+        required = sum(1 for a in spec if not a.optional) + sum(a.at_least for a in spec)
         maximum = -1 if any(a.rest for a in spec) else len(spec)
 
         def decorate(fn: Handler) -> Handler:
