@@ -53,6 +53,8 @@ def to_ack(exc: Exception) -> MpdError:
     from pi_appliance.music import TuneError
 
     text = str(exc) or type(exc).__name__
+    if type(exc).__name__ in ("PlaylistTooLarge", "LibraryFull"):
+        return MpdError(Ack.PLAYLIST_MAX, "Playlist is too large")
     if isinstance(exc, player.BadSongIndex | player.BadArgument):
         return MpdError(Ack.ARG, text)
     if isinstance(exc, player.NoSuchSong):
@@ -63,6 +65,8 @@ def to_ack(exc: Exception) -> MpdError:
         return MpdError(Ack.NO_EXIST, "No such playlist")
     if isinstance(exc, library.NoSuchTune):
         return MpdError(Ack.NO_EXIST, "No such directory")
+    if type(exc).__name__ == "BadIndex":
+        return MpdError(Ack.ARG, "Bad song index")
     if isinstance(exc, library.PlaylistExists):
         return MpdError(Ack.EXIST, "Playlist already exists")
     if isinstance(exc, library.BadName):

@@ -107,6 +107,7 @@ class Session:
         self._out: list[str] = []
         self._busy = False
         self.closed = False
+        self.lines = 0  # request lines received (tests, logs)
         self.last_activity = time.monotonic()
 
     # --- output ---
@@ -205,6 +206,7 @@ class Session:
 
     async def line(self, raw: bytes) -> bool:
         """Process one request line (without its "\\n"); False closes the connection."""
+        self.lines += 1
         text = strip_line(raw.decode("utf-8", "surrogateescape"))
         if not text or not "a" <= text[0] <= "z":
             # Not the MPD protocol (an HTTP request, a blank line): MPD closes without a word.

@@ -20,7 +20,9 @@ def _bad_name(fn):  # type: ignore[no-untyped-def]
     def wrapper(conn: Session, *args):  # type: ignore[no-untyped-def]
         try:
             return fn(conn, *args)
-        except BadName:
+        except BadName as e:
+            if type(e) is not BadName:  # the library's BadIndex: a position, not a name
+                raise
             raise MpdError(Ack.ARG, "Bad playlist name") from None
 
     wrapper.__doc__ = fn.__doc__

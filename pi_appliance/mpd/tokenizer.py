@@ -26,6 +26,9 @@ _SPACE = re.compile(r"[\x01-\x20]*")
 _SIMPLE = re.compile(r"[a-z][A-Za-z0-9_]*(?: [^\x00-\x20\"']+)*")
 
 
+_TRAILING = "".join(chr(c) for c in range(1, 33))
+
+
 class TokenError(Exception):
     """A line MPD's tokenizer refuses; ``fatal`` errors close the connection after the ACK."""
 
@@ -41,7 +44,7 @@ def strip_line(line: str) -> str:
     nul = line.find("\0")
     if nul >= 0:
         line = line[:nul]
-    return line.rstrip("".join(chr(c) for c in range(1, 33)))
+    return line.rstrip(_TRAILING)
 
 
 def tokenize(line: str, max_args: int = MAX_ARGS) -> tuple[str, list[str]]:
