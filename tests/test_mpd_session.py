@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 
@@ -324,7 +325,12 @@ async def test_database(app: App) -> None:
     assert await c.cmd("readpicture builtin/01-demo.rtttl 0") == "OK\n"
     assert await c.cmd("albumart builtin/01-demo.rtttl 0") == "ACK [50@0] {albumart} No file exists\n"
     assert await c.cmd("update") == "updating_db: 1\nOK\n"
-    assert await c.cmd("idle update") == "changed: update\nOK\n"
+    assert await c.cmd("idle update") == "changed: update\nOK\n"  # the job started
+    assert "updating_db: 1\n" in await c.cmd("status")
+    assert await c.cmd("idle update") == ""
+    await asyncio.sleep(0.1)
+    assert c.take() == "changed: update\nOK\n"  # ... and ended
+    assert "updating_db" not in await c.cmd("status")
     assert app.library.rescans == 1  # type: ignore[attr-defined]
 
 

@@ -3,6 +3,7 @@ permission settings, and the idle fan-out (player events → every connection's 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
     from pi_appliance.player import Player
 
 log = logging.getLogger(__name__)
+
+#: How long an update job waits before it rescans (requests arriving meanwhile join it).
+UPDATE_SETTLE_S = 0.05
 
 #: MPD's tag types in its own order (the Debian build's ``tagtypes``); tunes carry only Title.
 TAG_TYPES = (
@@ -101,6 +105,8 @@ class App:
         self.started = time.monotonic()
         self.db_update = int(clock())
         self.update_job = 0
+        self.updating: int | None = None  # the running job's id (status ``updating_db``)
+        self._update_task: asyncio.Task[None] | None = None
         # play time (``stats playtime``): summed over the spans the player was playing
         self._play_total = 0.0
         self._play_since: float | None = None
@@ -108,6 +114,34 @@ class App:
 
     def close(self) -> None:
         self._unsubscribe()
+        if self._update_task is not None:
+            self._update_task.cancel()
+
+    # --- the database update job (MPD's UpdateService, one job at a time) ---
+
+    def start_update(self) -> int:
+        """Queue a rescan of the tune store; returns the job id (``updating_db``)."""
+        if self._update_task is not None and not self._update_task.done():
+            return self.update_job  # one job at a time: the running one covers this request
+        self.update_job += 1
+        self.updating = self.update_job
+        self.emit("update")
+        self._update_task = asyncio.get_running_loop().create_task(self._update())
+        return self.update_job
+
+    async def _update(self) -> None:
+        # Let a burst of update requests (mpc update, Home Assistant) settle into one rescan.
+        await asyncio.sleep(UPDATE_SETTLE_S)
+        try:
+            changed = self.library.rescan()
+        except Exception:
+            log.exception("database update failed")
+            changed = False
+        self.updating = None
+        if changed:
+            self.db_update = int(self.clock())
+            self.emit("database")
+        self.emit("update")
 
     def emit(self, subsystem: str) -> None:
         """Raise an idle event on every connection."""

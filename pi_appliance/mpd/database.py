@@ -12,7 +12,7 @@ from pi_appliance.mpd.app import TAG_BY_LOWER
 from pi_appliance.mpd.errors import Ack, MpdError
 from pi_appliance.mpd.registry import Perm, Section, opt, rest
 from pi_appliance.mpd.session import Session
-from pi_appliance.mpd.songs import iso, library_song, round_s
+from pi_appliance.mpd.songs import is_inline, iso, library_song, round_s
 
 if TYPE_CHECKING:
     from pi_appliance.library import LibraryTune
@@ -363,7 +363,7 @@ def list_(conn: Session, args: list[str]) -> str:
     without that tag."""
     kind = args[0].lower()
     if kind != "file" and kind not in TAG_BY_LOWER:
-        raise MpdError(Ack.ARG, "Unknown tag type")
+        raise MpdError(Ack.ARG, f"Unknown tag type: {args[0]}")
     tag = "file" if kind == "file" else TAG_BY_LOWER[kind]
     filt = list(args[1:])
     cut = next((i for i, a in enumerate(filt) if a.lower() == "group"), len(filt))
@@ -379,8 +379,9 @@ def list_(conn: Session, args: list[str]) -> str:
 
 @command("update", Perm.CONTROL, opt())
 def update(conn: Session, uri: str = "") -> str:
-    """Updates the music database: re-reads the tune store. Returns the job id; the ``update``
-    idle event follows, and ``database`` when something changed."""
+    """Updates the music database: re-reads the tune store. Returns the job id at once; as in
+    MPD the job runs in the background: ``update`` when it starts, ``updating_db`` in status while
+    it runs, ``update`` again when it ends (and ``database`` when something changed)."""
     return _update(conn)
 
 
@@ -391,20 +392,15 @@ def rescan(conn: Session, uri: str = "") -> str:
 
 
 def _update(conn: Session) -> str:
-    app = conn.app
-    app.update_job += 1
-    changed = conn.library.rescan()
-    if changed:
-        app.db_update = int(app.clock())
-        app.emit("database")
-    app.emit("update")
-    return f"updating_db: {app.update_job}\n"
+    return f"updating_db: {conn.app.start_update()}\n"
 
 
 @command("readpicture", Perm.READ, str, str)
 def readpicture(conn: Session, uri: str, offset: str) -> None:
     """Locate a picture for the given song and return a chunk of the image file. Tunes have no
     pictures: an empty reply, which clients read as "no picture"."""
+    if not is_inline(uri) and _lookup(conn, uri) is None:
+        raise MpdError(Ack.NO_EXIST, "No such song")
 
 
 @command("albumart", Perm.READ, str, str)

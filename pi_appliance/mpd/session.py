@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import socket
+import struct
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -127,10 +129,17 @@ class Session:
             return
         self.writer.write(data)
 
-    def close(self) -> None:
+    def close(self, *, reset: bool = False) -> None:
+        """Close; ``reset`` drops what the peer sent and we did not read, as MPD's close does
+        when its input buffer is full (the peer sees a reset, not an orderly end)."""
         if not self.closed:
             self.closed = True
             self.idle_waiting = False
+            if reset:
+                sock = getattr(self.writer, "get_extra_info", lambda _name: None)("socket")
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             with contextlib.suppress(Exception):  # a transport already gone
                 self.writer.close()
 
@@ -185,7 +194,8 @@ class Session:
                             break
                         if nl - start >= INPUT_BUFFER:
                             log.warning("[%s] input buffer is full, closing", self.peer)
-                            self.close()
+                            self._flush()
+                            self.close(reset=True)
                             break
                         line = buf[start:nl]
                         start = nl + 1
@@ -200,7 +210,7 @@ class Session:
                 buf = buf[start:]
                 if len(buf) >= INPUT_BUFFER and not self.closed:
                     log.warning("[%s] input buffer is full, closing", self.peer)
-                    self.close()
+                    self.close(reset=True)
         finally:
             self.close()
 

@@ -72,6 +72,8 @@ def status(conn: Session) -> str:
         parts.append(f"time: {round_s(elapsed)}:{total}\nelapsed: {elapsed:.3f}\nbitrate: 0\n")
         if duration is not None:
             parts.append(f"duration: {duration:.3f}\n")
+    if conn.app.updating is not None:
+        parts.append(f"updating_db: {conn.app.updating}\n")
     if st.error:
         parts.append(f"error: {st.error}\n")
     if st.nextsong is not None:
