@@ -73,12 +73,25 @@ async def run(settings: config.Settings) -> int:
         output = await open_output(settings.output, state_dir=state_dir)
         parts.push_async_callback(output.close)
         # --- library + player (MPD work): pi_appliance.library, pi_appliance.player ---
+        from pi_appliance.library import Library
+        from pi_appliance.player import Player
+        from pi_appliance.state import StateStore
+
+        library = Library(state_dir)
+        player = Player(output, library, StateStore(state_dir))
+        await player.start()
+        parts.push_async_callback(player.close)
         # --- MPD server (MPD work): pi_appliance.mpd.server ---
+        from pi_appliance.mpd.app import App
+        from pi_appliance.mpd.server import MpdServer
+
+        mpd_app = App(player, library, settings.mpd, output_info=output.info)
+        parts.callback(mpd_app.close)
+        mpd_server = await parts.enter_async_context(MpdServer(mpd_app))
+        del mpd_server
         # --- knock listener (knock work): pi_appliance.knock ---
         # --- mDNS (fleet work): pi_appliance.discovery ---
         # --- systemd notify (deploy work) ---
-        del parts
-        raise ApplianceError("the daemon's parts are not built yet")
         await stop.wait()
     return 0
 
