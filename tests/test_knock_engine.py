@@ -570,7 +570,7 @@ def test_p13_fuzz_engine_and_parser() -> None:
             for _ in range(rng.randrange(0, 4)):
                 if base:
                     base[rng.randrange(len(base))] = rng.randrange(256)
-            data = bytes(base[: rng.choice(sizes + [len(base)])])
+            data = bytes(base[: rng.choice([*sizes, len(base)])])
             h = parse_l3(data, rng.choice([ETH_P_IP, ETH_P_IPV6]))
             if h is not None:
                 e.feed(h, i, 1_000_000)
