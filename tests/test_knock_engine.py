@@ -669,3 +669,63 @@ protocols = ["udp", "tcp"]
     s = config.load(p).knock
     assert s.sequence[0].ports == ["7000", "7100:tcp", "7050"] and s.clock_sequence[0].window_s == 30
     assert s.pool.sources == ["192.168.1.0/24"] and s.key[0].id == "laptop"
+
+
+# --- the player adapter the daemon hands over ---
+
+
+class _Queue:
+    """The player's queue API as pi_appliance/player.py pins it (entries, add_tune, play, delete_id...)."""
+
+    def __init__(self) -> None:
+        from pi_appliance.player import QueueEntry
+
+        self.QueueEntry = QueueEntry
+        self.items: list = []
+        self.log: list = []
+        self.next_id = 1
+
+    def entries(self) -> list:
+        return list(self.items)
+
+    def add_tune(self, tune, uri, pos=None) -> int:  # type: ignore[no-untyped-def]
+        e = self.QueueEntry(self.next_id, uri, tune.title, tune)
+        self.next_id += 1
+        self.items.append(e)
+        return e.id
+
+    def delete_id(self, songid: int) -> None:
+        self.items = [e for e in self.items if e.id != songid]
+
+    async def play(self, pos: int | None = None, *, at_ns: int | None = None) -> None:
+        self.log.append(("play", pos, self.items[pos].id if pos is not None else None))
+
+    async def stop(self) -> None:
+        self.log.append(("stop",))
+
+    async def next(self) -> None:
+        self.log.append(("next",))
+
+    async def set_volume(self, volume: int) -> None:
+        self.log.append(("volume", volume))
+
+
+async def test_player_actions_map_to_the_player_api() -> None:
+    from pi_appliance.knock.actions import KnockActions, PlayerActions
+
+    q = _Queue()
+    a = PlayerActions(q)
+    assert isinstance(a, KnockActions)
+    tune = ticks_to_tune("TTSTTTTT", 100, 880.0)
+    for _ in range(3):
+        await a.play_tune(tune, "knock pool (10.0.0.1)")
+    assert len(q.items) == 1 and q.items[0].title == "knock pool (10.0.0.1)" and q.items[0].uri == "knock:pool"
+    assert q.log == [("play", 0, 1), ("play", 0, 2), ("play", 0, 3)]
+    await a.play(1)  # 1-based, as pictl play 1
+    assert q.log[-1] == ("play", 0, 3)
+    with pytest.raises(ValueError, match="no tune 2"):
+        await a.play(2)
+    await a.stop()
+    await a.next()
+    await a.volume(30)
+    assert q.log[-3:] == [("stop",), ("next",), ("volume", 30)]

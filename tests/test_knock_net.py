@@ -140,6 +140,27 @@ async def test_knock_client_ipv6(tmp_path: Path) -> None:
         assert await rec.wait(1)
 
 
+async def test_knock_client_clock_sequence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = write_key(tmp_path / "tick.key")
+    table = {
+        "clock_sequence": [
+            {"name": "tick", "key_file": str(key), "port_min": 24000, "port_max": 24999, "action": "next"}
+        ],
+        "bind": ["127.0.0.1"],
+        "guard": 3,
+    }
+    async with running(tmp_path / "s", table) as (svc, rec):
+        assert knock_main(["ports", "tick", "--key", str(key), "--port-min", "24000", "--port-max", "24999"]) == 0
+        ports = capsys.readouterr().out.split()
+        assert len(ports) == 3 and all(p.endswith(":udp") for p in ports)
+        await knock_client("127.0.0.1", *ports)
+        assert await rec.wait(1), svc.stats()
+        assert rec.calls[0][0] == "next"
+        await knock_client("127.0.0.1", *ports)  # the same window again: used up
+        await asyncio.sleep(0.3)
+        assert len(rec.calls) == 1
+
+
 # --- authenticated knocks with pictl knock ---
 
 
@@ -523,7 +544,7 @@ def test_p15_runs_unprivileged_on_a_high_port() -> None:
 
 def test_p15_packet_listener_with_only_cap_net_raw() -> None:
     ports = pick_ports(3)
-    table = {"sequence": [seq_table(ports)], "listener": "packet", "interfaces": ["lo"]}
+    table = {"sequence": [seq_table(ports)], "listener": "packet"}  # every interface
 
     def knock() -> None:
         for p in ports:

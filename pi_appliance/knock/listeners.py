@@ -60,8 +60,12 @@ class SocketListener:
         self._epoll: select.epoll | None = None
         self.skipped: set[tuple[str, int]] = set()
 
-    def set_ports(self, doors: set[int], extra: set[int]) -> None:
-        """Watch ``doors`` (binding must succeed) and ``extra`` (tripwires: skipped if taken)."""
+    def set_ports(self, doors: set[int], extra: set[int], *, strict: bool = True) -> None:
+        """Watch ``doors`` and ``extra`` (tripwires, skipped if taken).
+
+        ``strict`` (at start): a door port that cannot be bound stops everything with a KnockError.
+        Later (clock sequences move every window) such a port is logged and skipped instead.
+        """
         if self._epoll is None:
             self._loop = asyncio.get_running_loop()
             self._epoll = select.epoll()
@@ -74,6 +78,9 @@ class SocketListener:
             try:
                 self._open(addr, port)
             except OSError as e:
+                if port in doors and not strict:
+                    log.warning("knock port %s on %s cannot be watched now: %s", port, addr, e.strerror)
+                    continue
                 if port in doors:
                     self.close()
                     if e.errno in (errno.EACCES, errno.EPERM):
@@ -184,11 +191,12 @@ class PacketListener:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
             # Drop everything until the real filter is in, so nothing unfiltered is ever queued.
             self._attach(s, [(0x06, 0, 0, 0)])
-            try:
-                s.bind((name, 0) if name else ("", 0))
-            except OSError as e:
-                self.close()
-                raise KnockError(f"knock interface {name!r}: {e.strerror}") from None
+            if name:  # unbound, a packet socket hears every interface
+                try:
+                    s.bind((name, 0))  # protocol 0: the socket's own (ETH_P_ALL)
+                except OSError as e:
+                    self.close()
+                    raise KnockError(f"knock interface {name!r}: {e.strerror}") from None
             self._drain(s)
 
     def set_filter(self, udp: Iterable[tuple[int, int]], tcp: Iterable[tuple[int, int]], auth_port: int) -> None:

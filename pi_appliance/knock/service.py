@@ -105,7 +105,7 @@ class KnockService:
             _ranges(plan.tcp),
         )
 
-    def _apply_plan(self) -> None:
+    def _apply_plan(self, *, strict: bool = True) -> None:
         assert self.engine is not None
         plan = self.engine.plan()
         if self._packet is not None:
@@ -115,7 +115,7 @@ class KnockService:
             if plan.auth_port:
                 doors.add(plan.auth_port)
             watched = {p for lo, hi in plan.udp for p in range(lo, hi + 1)}
-            self._socket.set_ports(doors, watched - doors)
+            self._socket.set_ports(doors, watched - doors, strict=strict)
 
     def _on_hit(self, hit: Hit) -> None:
         engine = self.engine
@@ -178,7 +178,7 @@ class KnockService:
             assert engine is not None
             try:
                 if engine.tick(self.wall_ms()):
-                    self._apply_plan()
+                    self._apply_plan(strict=False)
                 if engine.dirty:
                     self._persist()
             except KnockError as e:
