@@ -22,7 +22,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from pi_appliance.knock.matcher import dup_window_ms
-from pi_appliance.music.model import Note, Tune
+from pi_appliance.music.knock import parse_ticks
+from pi_appliance.music.model import Tune
 
 TONE, SILENCE = "T", "S"
 
@@ -124,14 +125,6 @@ class TickPool:
 
 
 def ticks_to_tune(ticks: str, tick_ms: int, freq_hz: float, title: str = "knock pool") -> Tune:
-    """``"TTST"`` → a tune: runs of equal ticks become one note (tone) or one rest (silence)."""
-    notes: list[Note] = []
-    i = 0
-    while i < len(ticks):
-        j = i
-        while j < len(ticks) and ticks[j] == ticks[i]:
-            j += 1
-        us = (j - i) * tick_ms * 1000
-        notes.append(Note(freq_hz, us) if ticks[i] == TONE else Note.rest(us))
-        i = j
-    return Tune.from_notes(title, notes, source_format="knock")
+    """``"TTST"`` → a tune, through the music package's knock-pool parser: runs of equal ticks
+    become one note (tone) or one rest (silence)."""
+    return parse_ticks(ticks.replace(TONE, "1").replace(SILENCE, "0"), tick_ms=tick_ms, freq_hz=freq_hz, title=title)
