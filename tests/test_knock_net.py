@@ -294,10 +294,10 @@ async def test_p5_spoofed_spray_from_10k_sources_causes_nothing(tmp_path: Path, 
         assert await rec.wait(1), svc.stats()
 
 
-def syn_scan(src: str, ports: list[int]) -> None:
+def syn_scan(src: str, ports: list[int], sport: int = 45000) -> None:
     with RawSender() as raw:
         for p in ports:
-            raw.send(tcp_packet(src, p, 45000))
+            raw.send(tcp_packet(src, p, sport))
 
 
 def udp_scan(src: str, ports: list[int]) -> None:
@@ -349,8 +349,8 @@ async def test_p6_p21_scans_in_every_order_cause_nothing(tmp_path: Path) -> None
             await asyncio.to_thread(fn, src, order)
             await asyncio.sleep(0.2)
             assert rec.calls == [], (kind, n, svc.stats())
-            # no state left that changes the scanner's next valid knock
-            await asyncio.to_thread(syn_scan, src, asc)
+            # no state left that changes the scanner's next valid knock (a new connection: new source port)
+            await asyncio.to_thread(syn_scan, src, asc, 46000)
             assert await rec.wait(1), (kind, n, svc.stats())
             assert rec.calls[0][:2] == ("play", 2)
             rec.calls.clear()
