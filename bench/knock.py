@@ -6,7 +6,8 @@ Measured for both, each in its own process, one after the other:
 
 1. latency: Debian's ``knock`` client sends a 3-port UDP (and TCP) sequence; from the moment the
    client has exited (its last packet is out) to the action: knockd's ``start_command`` writing
-   ``date +%s%N``, ours the player callback (or, with the simulator, the first note edge). Median,
+   ``date +%s%N``; ours the player callback of the bare listener, and for the whole appliance
+   (``pi-appliance --output sim``, sequence → play tune 1) the simulator's first note edge. Median,
    p99, over N tries with random 0-50 ms pauses.
 2. spray: 10 s of UDP packets to the door ports from 10,000 spoofed 127.16.x.y sources at
    10k pps (IP_HDRINCL raw socket in a child process, destination 127.0.0.1 only): actions caused.
@@ -238,6 +239,88 @@ def serve(table_json: str, hits: str, state: str) -> None:
     asyncio.run(main())
 
 
+def daemon_latency(run: Path, n: int) -> dict[str, Any]:
+    """The whole appliance: ``pi-appliance --output sim`` with a knock sequence playing tune 1; from
+    the knock client's exit to the simulator's first edge (``sim-edges.jsonl`` wall_ns)."""
+    state = run / "daemon"
+    state.mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        mpd_port = s.getsockname()[1]
+    stop_ports = [p + 100 for p in SEQ]
+    cfg = run / "daemon.toml"
+    cfg.write_text(
+        f'state_dir = "{state}"\n[mpd]\nbind = ["127.0.0.1"]\nport = {mpd_port}\n[output]\nkind = "sim"\n'
+        f'[discovery]\nenabled = false\n[knock]\nenabled = true\nauth_port = 0\nbind = ["127.0.0.1"]\n'
+        f"actions_per_source_per_min = 100000\nactions_per_min = 100000\n"
+        f'[[knock.sequence]]\nname = "play"\nports = {json.dumps([str(p) for p in SEQ])}\ntimeout_ms = 5000\n'
+        f'action = "play"\narg = 1\n'
+        f'[[knock.sequence]]\nname = "stop"\nports = {json.dumps([str(p) for p in stop_ports])}\n'
+        f'action = "stop"\n'
+    )
+    log = (run / "daemon.out").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pi_appliance.daemon", "--config", str(cfg), "--no-mdns", "--log-level", "warning"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    edges = state / "sim-edges.jsonl"
+    try:
+        deadline = time.monotonic() + 20
+        while not edges.exists() or proc.poll() is not None:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                return {"error": "the daemon did not start: " + (run / "daemon.out").read_text()[-300:]}
+            time.sleep(0.1)
+        time.sleep(1.0)
+        knock = shutil.which("knock") or "/usr/bin/knock"
+        lat: list[float] = []
+        missed = 0
+        for _ in range(n):
+            subprocess.run([knock, "-u", "127.0.0.1", *map(str, stop_ports)], check=True)
+            time.sleep(0.3)
+            offset = edges.stat().st_size
+            t0 = time.time_ns()
+            subprocess.run([knock, "-u", "127.0.0.1", *map(str, SEQ)], check=True)
+            t1 = time.time_ns()
+            first = None
+            limit = time.monotonic() + 2.0
+            while first is None and time.monotonic() < limit:
+                with edges.open() as f:
+                    f.seek(offset)
+                    for line in f:
+                        if not line.endswith("\n"):
+                            break
+                        rec = json.loads(line)
+                        if "level" in rec and rec.get("wall_ns", 0) >= t0:
+                            first = int(rec["wall_ns"])
+                            break
+                if first is None:
+                    time.sleep(0.0005)
+            if first is None:
+                missed += 1
+            else:
+                lat.append((first - t1) / 1e6)
+            time.sleep(random.uniform(0, 0.05))
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+    if not lat:
+        return {"n": n, "missed": missed}
+    return {
+        "n": n,
+        "missed": missed,
+        "median_ms": round(statistics.median(lat), 3),
+        "p99_ms": round(q(lat, 0.99), 3),
+        "max_ms": round(max(lat), 3),
+    }
+
+
 # --- measurements ---
 
 
@@ -331,6 +414,8 @@ def main(argv: list[str]) -> int:
         ("ours-socket", lambda name, proto: start_ours(run, name, "socket", proto)),
     ]
     try:
+        res["ours-daemon"] = {"latency_udp_to_first_edge": daemon_latency(run, n)}
+        print("ours-daemon", json.dumps(res["ours-daemon"]), flush=True)
         for who, start in contestants:
             r: dict[str, Any] = {}
             for proto in ("udp", "tcp"):
@@ -382,6 +467,15 @@ def report(res: dict[str, Any]) -> None:
         ("RSS after 65k-source flood (KiB)", lambda r: r["flood_65k_sources"]["rss_after_kib"]),
         ("RSS growth in that flood (KiB)", lambda r: r["flood_65k_sources"]["grew_kib"]),
     ]
+    d = res.get("ours-daemon", {}).get("latency_udp_to_first_edge", {})
+    if "median_ms" in d:
+        print(
+            f"daemon + simulator, last knock -> first note edge: median {d['median_ms']} ms, p99 {d['p99_ms']} ms"
+            f" (knockd command: {k['latency_udp']['median_ms']} / {k['latency_udp']['p99_ms']} ms;"
+            f" {k['latency_udp']['median_ms'] / d['median_ms']:.1f}x)"
+        )
+    else:
+        print(f"daemon + simulator: {d}")
     for label, get in rows:
         vals = [get(res[w]) for w in ("knockd", "ours-packet", "ours-socket")]
         ratio = ""
