@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pi_appliance.config import KnockSettings
 from pi_appliance.knock import auth
 from pi_appliance.knock.matcher import SeqSpec, SequenceMatcher, Step
-from pi_appliance.knock.packet import Hit
+from pi_appliance.knock.packet import Hit, port_ranges
 from pi_appliance.knock.pool import PoolSpec, TickPool, ticks_to_tune
 from pi_appliance.music.model import Tune
 
@@ -231,8 +231,6 @@ class Engine:
         self._guard = guard
 
     def plan(self) -> PortPlan:
-        from pi_appliance.knock.packet import port_ranges
-
         watched = self._doors | self._guard
         udp = port_ranges(p for p, proto in watched if proto == "udp")
         tcp = port_ranges(p for p, proto in watched if proto == "tcp")
