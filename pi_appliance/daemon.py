@@ -90,6 +90,13 @@ async def run(settings: config.Settings) -> int:
         mpd_server = await parts.enter_async_context(MpdServer(mpd_app))
         del mpd_server
         # --- knock listener (knock work): pi_appliance.knock ---
+        if settings.knock.enabled:
+            from pi_appliance.knock.actions import PlayerActions
+            from pi_appliance.knock.service import KnockService
+
+            knock = KnockService(settings.knock, PlayerActions(player), state_dir)  # noqa: F821 - made at the player spot
+            await knock.start()  # fails closed (KnockError) on a readable key, a port it may not bind...
+            parts.push_async_callback(knock.close)
         # --- mDNS (fleet work): pi_appliance.discovery ---
         # --- systemd notify (deploy work) ---
         await stop.wait()
