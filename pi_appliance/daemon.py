@@ -76,6 +76,16 @@ async def run(settings: config.Settings) -> int:
         # --- MPD server (MPD work): pi_appliance.mpd.server ---
         # --- knock listener (knock work): pi_appliance.knock ---
         # --- mDNS (fleet work): pi_appliance.discovery ---
+        if settings.discovery.enabled:
+            from pi_appliance.discovery import Advertiser, advert_for
+
+            advertiser = Advertiser(
+                advert_for(settings, port=settings.mpd.port, output_kind=output.info.kind),
+                poll_interval=settings.discovery.poll_interval,
+                interfaces=settings.discovery.interfaces or None,
+            )
+            await advertiser.start()
+            parts.push_async_callback(advertiser.stop)
         # --- systemd notify (deploy work) ---
         del parts
         raise ApplianceError("the daemon's parts are not built yet")

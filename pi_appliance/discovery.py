@@ -27,10 +27,16 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ifaddr
 from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+from pi_appliance import __version__
+
+if TYPE_CHECKING:
+    from pi_appliance.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +146,37 @@ class Advert:
         if self.groups:
             t["groups"] = ",".join(self.groups)
         return t
+
+
+def knock_modes(knock: object) -> tuple[str, ...]:
+    """Which knock modes a ``[knock]`` section turns on, for TXT ``knock`` (read defensively: no knock import)."""
+    if not getattr(knock, "enabled", False):
+        return ()
+    modes = []
+    if getattr(knock, "auth_port", 0) and getattr(knock, "key", ()):
+        modes.append("hmac")
+    if getattr(knock, "clock_sequence", ()):
+        modes.append("clock")
+    if getattr(knock, "sequence", ()):
+        modes.append("sequence")
+    if getattr(getattr(knock, "pool", None), "enabled", False):
+        modes.append("pool")
+    return tuple(modes) or ("on",)
+
+
+def advert_for(settings: Settings, *, port: int, output_kind: str) -> Advert:
+    """The daemon's advertisement from its settings, the port actually bound and the output chosen."""
+    d = settings.discovery
+    return Advert(
+        port=port,
+        name=d.name,
+        version=__version__,
+        id=stable_id(str(Path(settings.state_dir).resolve())),
+        output=output_kind,
+        knock=knock_modes(settings.knock),
+        groups=tuple(d.groups),
+        bind=tuple(settings.mpd.bind),
+    )
 
 
 class Advertiser:
@@ -465,11 +502,13 @@ __all__ = [
     "Advert",
     "Advertiser",
     "Appliance",
+    "advert_for",
     "browse",
     "browse_interfaces",
     "default_instance_name",
     "hostname",
     "is_loopback_only",
+    "knock_modes",
     "lan_addresses",
     "merge",
     "stable_id",

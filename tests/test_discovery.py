@@ -10,6 +10,7 @@ import time
 import uuid
 
 import ifaddr
+import pytest
 from zeroconf import ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
@@ -172,3 +173,21 @@ async def test_poll_reannounces_on_address_change() -> None:
         finally:
             await adv.stop()
         await w.browser.async_cancel()
+
+
+def test_advert_from_settings(tmp_path) -> None:
+    from pi_appliance import __version__, config
+
+    f = tmp_path / "c.toml"
+    f.write_text(
+        f'state_dir = "{tmp_path}"\n[mpd]\nbind = ["0.0.0.0"]\n'
+        '[discovery]\nname = "Bench 3"\ngroups = ["lab", "row-a"]\n'
+    )
+    s = config.load(f)
+    a = discovery.advert_for(s, port=6601, output_kind="sim")
+    assert (a.name, a.port, a.output, a.groups, a.version) == ("Bench 3", 6601, "sim", ("lab", "row-a"), __version__)
+    assert not a.loopback_only and a.txt()["knock"] == "off"
+    assert a.id == discovery.advert_for(s, port=1, output_kind="x").id  # stable for one state dir
+    f.write_text('[discovery]\ngroups = ["a,b"]\n')
+    with pytest.raises(config.ConfigError, match=r"discovery\.groups"):
+        config.load(f)
