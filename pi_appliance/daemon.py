@@ -98,6 +98,16 @@ async def run(settings: config.Settings) -> int:
             await knock.start()  # fails closed (KnockError) on a readable key, a port it may not bind...
             parts.push_async_callback(knock.close)
         # --- mDNS (fleet work): pi_appliance.discovery ---
+        if settings.discovery.enabled:
+            from pi_appliance.discovery import Advertiser, advert_for
+
+            advertiser = Advertiser(
+                advert_for(settings, port=settings.mpd.port, output_kind=output.info.kind),
+                poll_interval=settings.discovery.poll_interval,
+                interfaces=settings.discovery.interfaces or None,
+            )
+            await advertiser.start()
+            parts.push_async_callback(advertiser.stop)
         # --- systemd notify (deploy work) ---
         await stop.wait()
     return 0
