@@ -72,6 +72,11 @@ async def run(settings: config.Settings) -> int:
         # --- knock listener (knock work): pi_appliance.knock ---
         # --- mDNS (fleet work): pi_appliance.discovery ---
         # --- systemd notify (deploy work) ---
+        from pi_appliance import sdnotify  # imported here to keep this part's lines together
+
+        # READY=1 only now that every socket is bound; the watchdog is fed from this event loop, so a
+        # stuck loop gets the daemon restarted; STOPPING=1 first on the way out (the stack unwinds).
+        await parts.enter_async_context(sdnotify.lifecycle(status=f"serving MPD on port {settings.mpd.port}"))
         del parts
         raise ApplianceError("the daemon's parts are not built yet")
         await stop.wait()
