@@ -23,6 +23,6 @@ fi
 echo "== python environment"
 tools/setup-venv.sh test,dev
 echo "== ruff"
-.venv/bin/ruff check pi_appliance tests bench
+.venv/bin/ruff check .
 echo "== pytest"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
