@@ -262,6 +262,7 @@ def firstrun_sh(fb: FirstBoot) -> str:
         keys,
         "PI_APPLIANCE_KEYS",
         'chown "$NEW_USER:$NEW_USER" "$NEW_HOME/.ssh/authorized_keys"; chmod 600 "$NEW_HOME/.ssh/authorized_keys"',
+        "install -d -m 755 /etc/sudoers.d",
         'echo "$NEW_USER ALL=(ALL) NOPASSWD:ALL" >/etc/sudoers.d/010_pi-appliance-nopasswd',
         "chmod 440 /etc/sudoers.d/010_pi-appliance-nopasswd",
         "sed -i 's/^#\\?PasswordAuthentication.*/PasswordAuthentication no/' /etc/ssh/sshd_config",

@@ -52,6 +52,7 @@ def deploy_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def converged_root(tmp_path_factory: pytest.TempPathFactory, deploy_wheelhouse: Path):
     """(root, inventory, first run, second run): the role converged into a copy of the cached root."""
+    import contextlib
     import os
 
     import deploy_rootfs
@@ -61,15 +62,15 @@ def converged_root(tmp_path_factory: pytest.TempPathFactory, deploy_wheelhouse: 
     need_program("debootstrap")
     need_program("systemd-nspawn")
     base = tmp_path_factory.mktemp("deploy-root")
-    try:
-        root = deploy_rootfs.copy_root(base / "root")
-    except RuntimeError as e:
-        pytest.fail(str(e))
-    inventory = deploy_rootfs.chroot_inventory(base / "inventory.yml", root, deploy_wheelhouse)
-    first = deploy_rootfs.run_playbook(inventory, "pi-chroot")
-    second = deploy_rootfs.run_playbook(inventory, "pi-chroot") if first.rc == 0 else first
-    yield root, inventory, first, second
-    shutil.rmtree(base, ignore_errors=True)
+    with contextlib.ExitStack() as stack:
+        try:
+            root = stack.enter_context(deploy_rootfs.scratch_root(base / "scratch"))
+        except RuntimeError as e:
+            pytest.fail(str(e))
+        inventory = deploy_rootfs.chroot_inventory(base / "inventory.yml", root, deploy_wheelhouse)
+        first = deploy_rootfs.run_playbook(inventory, "pi-chroot")
+        second = deploy_rootfs.run_playbook(inventory, "pi-chroot") if first.rc == 0 else first
+        yield root, inventory, first, second
 
 
 @pytest.fixture(scope="session")

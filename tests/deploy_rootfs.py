@@ -3,7 +3,7 @@
 The cache lives under ``/var/cache/pi-appliance-tests/`` (override with ``PI_APPLIANCE_TEST_CACHE``),
 keyed by suite, variant, architecture and package list: change the list and a new root is built.
 A build takes about 95 s; it happens when the cache is absent, under a lock so that two test runs
-never build the same root at once. Tests never touch the cached root itself: they get a copy.
+never build the same root at once. Tests never write to the cached root: they get an overlay on it.
 
 On top of it: the wheelhouse built from this checkout, ``ansible-playbook`` runs of ``ansible/site.yml``
 over the chroot connection, and :class:`Machine`, a ``systemd-nspawn`` boot of a root with a real
@@ -96,11 +96,30 @@ def cached_root(log=print) -> Path:
         return final / "root"
 
 
-def copy_root(dest: Path) -> Path:
-    """A fresh, writable copy of the cached root at ``dest`` (a few seconds: hard work is cached)."""
+@contextlib.contextmanager
+def scratch_root(workdir: Path) -> Iterator[Path]:
+    """A writable root over the cached one: an overlay mount (instant; the cache is its read-only lower
+    layer, never written), or a full copy where overlayfs is not available. Removed afterwards."""
     src = cached_root()
-    subprocess.run(["cp", "-a", "--reflink=auto", str(src), str(dest)], check=True)
-    return dest
+    workdir.mkdir(parents=True, exist_ok=True)
+    root = workdir / "root"
+    upper, work = workdir / "upper", workdir / "work"
+    for d in (root, upper, work):
+        d.mkdir()
+    opts = f"lowerdir={src},upperdir={upper},workdir={work}"
+    mounted = (
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(root)], capture_output=True).returncode
+        == 0
+    )
+    if not mounted:
+        root.rmdir()
+        subprocess.run(["cp", "-a", "--reflink=auto", str(src), str(root)], check=True)
+    try:
+        yield root
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(root)], capture_output=True)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def build_wheelhouse(out: Path) -> list[Path]:
