@@ -32,6 +32,11 @@ class TuneError(ApplianceError, ValueError):
         where = f" (at {position})" if position is not None else ""
         super().__init__(f"{message}{where}")
 
+    def shifted(self, offset: int) -> TuneError:
+        """The same error with its position moved by ``offset`` (for text embedded in a longer one)."""
+        position = None if self.position is None else self.position + offset
+        return TuneError(self.message, position, token=self.token)
+
 
 @dataclass(frozen=True, slots=True)
 class Note:
