@@ -94,7 +94,7 @@ async def run(settings: config.Settings) -> int:
             from pi_appliance.knock.actions import PlayerActions
             from pi_appliance.knock.service import KnockService
 
-            knock = KnockService(settings.knock, PlayerActions(player), state_dir)  # noqa: F821 - made at the player spot
+            knock = KnockService(settings.knock, PlayerActions(player), state_dir)
             await knock.start()  # fails closed (KnockError) on a readable key, a port it may not bind...
             parts.push_async_callback(knock.close)
         # --- mDNS (fleet work): pi_appliance.discovery ---
@@ -109,6 +109,11 @@ async def run(settings: config.Settings) -> int:
             await advertiser.start()
             parts.push_async_callback(advertiser.stop)
         # --- systemd notify (deploy work) ---
+        from pi_appliance import sdnotify  # imported here to keep this part's lines together
+
+        # READY=1 only now that every socket is bound; the watchdog is fed from this event loop, so a
+        # stuck loop gets the daemon restarted; STOPPING=1 first on the way out (the stack unwinds).
+        await parts.enter_async_context(sdnotify.lifecycle(status=f"serving MPD on port {settings.mpd.port}"))
         await stop.wait()
     return 0
 
