@@ -86,7 +86,15 @@ async def test_recorded_edges_match_the_planned_timeline_exactly(vsim, out):
     assert vsim.sim.levels >> GPIO & 1 == 0  # the pin ends low
     assert vsim.sim.faults == [] and vsim.sim.underruns == 0 and o.underruns == 0
     assert len(vsim.sim.waves) == 0  # every slice deleted, ids back to none
+    assert vsim.sim.high_live_waves == 3  # the output caps live wave ids itself
     assert o.position_us() is None
+    # again, right after a tune that ended by itself: the stale SYNC tail (the last slice's id, which
+    # the first slice of the next tune reuses) must not make it loop forever (pigpio #457 d)
+    n = len(vsim.sim.edges(GPIO))
+    await o.play(tune)
+    await lst.wait()
+    assert lst.finished == 2 and vsim.sim.faults == []
+    assert len(vsim.sim.edges(GPIO)) == 2 * n
 
 
 async def test_seek_plays_the_rest_of_the_timeline(vsim, out):
@@ -244,6 +252,29 @@ async def test_simulator_killed_while_idle_costs_nothing_and_play_reconnects():
         await lst.wait(10)
         assert lst.finished == 1
     finally:
+        await o.close()
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+async def test_a_hung_pigpiod_is_reported_not_waited_for():
+    port = free_port()
+    proc = start_sim_process(port)
+    o = PigpioOutput("127.0.0.1", port, GPIO, poll_s=0.01, socket_timeout=0.5)
+    lst = Listener()
+    o.set_listener(lst)
+    try:
+        await o.open()
+        await o.play(melody(60))
+        os.kill(proc.pid, signal.SIGSTOP)
+        await lst.wait(10)
+        assert lst.errors and "timed out" in lst.errors[0]
+        os.kill(proc.pid, signal.SIGCONT)
+        await o.play(melody(3, 50_000))  # a fresh connection
+        await lst.wait(10)
+        assert lst.finished == 1
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
         await o.close()
         proc.kill()
         proc.wait(timeout=10)

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import io
 import logging
-import socket
 import struct
 import threading
 import time
@@ -163,7 +162,9 @@ class PigpioOutput(Output):
 
 
 def _describe(e: BaseException) -> str:
-    if isinstance(e, struct.error | ConnectionError | socket.timeout | AttributeError):
+    if isinstance(e, TimeoutError):
+        return "no answer (timed out)"
+    if isinstance(e, struct.error | ConnectionError | AttributeError):
         return "connection lost"
     return str(e) or type(e).__name__
 

@@ -186,6 +186,7 @@ class Simulator:
         self.high_pulses = 0
         self.high_micros = 0
         self.high_cbs = 0
+        self.high_live_waves = 0  # the most wave ids ever live at once
         # DMA
         self.queue: deque[Segment] = deque()
         self.tail_wid: int | None = None  # waveEndPtr's wave; cleared only by WVCLR and WVHLT
@@ -511,6 +512,7 @@ class Simulator:
                 if self._wave_in_use(wid):
                     self.faults.append(f"wave {wid} rebuilt while the DMA still reads it")
                 self.waves[wid] = wave
+                self._count_live()
                 self._build.clear()
                 self._build_end = 0
                 return wid
@@ -526,9 +528,13 @@ class Simulator:
             return PI_NO_WAVEFORM_ID
         self.waves.append(wave)
         self.high_cbs = max(self.high_cbs, used_cbs + slot_cbs)
+        self._count_live()
         self._build.clear()
         self._build_end = 0
         return len(self.waves) - 1
+
+    def _count_live(self) -> None:
+        self.high_live_waves = max(self.high_live_waves, sum(1 for w in self.waves if w and not w.deleted))
 
     def cmd_wvcre(self, *_: object) -> int:
         return self._create(None)
