@@ -314,6 +314,9 @@ class _Feeder(threading.Thread):
             self.error = str(e)
         except LINK_ERRORS as e:
             self.error = f"pigpiod at {self.out.host}:{self.out.port}: {_describe(e)}"
+        except Exception as e:  # a bug here must still reach the player, not kill a thread silently
+            log.exception("pigpio feeder failed")
+            self.error = f"pigpio output failed: {type(e).__name__}: {e}"
         finally:
             if self.error is None:
                 try:
