@@ -41,6 +41,8 @@ log = logging.getLogger("pi_appliance.output.pigpio")
 QUEUED = 3  # slices in flight: the one playing and two queued behind it
 MAX_LEAD_TRIES = 20
 LEAD_TOLERANCE_NS = 300_000  # how far the start of a scheduled tune may be from its instant
+DROP_TOLERANCE_US = 5_000  # the DMA idle this long before the queued slices' end: one was dropped
+SLACK_WARN_US = 100_000  # warn when less than this much is queued ahead of the DMA
 NO_TX_WAVE = 9999
 #: what a dead or confused pigpiod connection raises through pigpio.py
 LINK_ERRORS = (OSError, struct.error, ConnectionError, pigpio.error, AttributeError)
@@ -69,7 +71,8 @@ class PigpioOutput(Output):
         self.reason = reason
         self.socket_timeout = socket_timeout
         self.volume = 100
-        self.underruns = 0
+        self.underruns = 0  # the DMA ran dry before the next slice was queued
+        self.drops = 0  # pigpiod dropped a SYNC-queued slice (pigpio #457); resent, late
         self._pi: pigpio.pi | None = None
         self._feeder: _Feeder | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -200,6 +203,9 @@ class _Feeder(threading.Thread):
         self.done = False  # set before the listener hears of the end
         self.in_flight: deque[tuple[int, Slice]] = deque()
         self._t0_ns = 0  # monotonic instant of tune time start_us
+        self._anchor = 0  # DMA tick (unwrapped) at which tune time start_us plays
+        self._ticks = 0
+        self._raw_tick: int | None = None
 
     # where are we: the daemon's clock, bounded by the slice the DMA is in
     def position_us(self) -> int:
@@ -262,6 +268,54 @@ class _Feeder(threading.Thread):
         self._t0_ns = time.monotonic_ns() + (self.at_ns - time.time_ns())
         return True
 
+    # the DMA's clock: pigpio's 32-bit µs tick, unwrapped (read at least once per slice, so a wrap
+    # every 71.6 minutes is never missed)
+    def _tick(self) -> int:
+        raw = self.pi.get_current_tick()
+        if self._raw_tick is None:
+            self._ticks = raw
+        else:
+            self._ticks += (raw - self._raw_tick) & 0xFFFFFFFF
+        self._raw_tick = raw
+        return self._ticks
+
+    def _anchor_at(self, sl: Slice) -> None:
+        """``sl`` was just sent onto an idle DMA: it starts now (+ the lead-in)."""
+        self._anchor = self._tick() + LEAD_IN_US - (sl.start_us - self.start_us)
+
+    def _tick_of(self, tune_us: int) -> int:
+        return self._anchor + tune_us - self.start_us
+
+    def _dma_went_idle(self, exhausted: bool) -> None:
+        """``wave_tx_at`` says idle: the tune ended, the feeder was late (underrun), or pigpiod dropped
+        a SYNC-queued slice (pigpio #457). The DMA tick tells which."""
+        pi = self.pi
+        now = self._tick()
+        played = [(w, sl) for w, sl in self.in_flight if self._tick_of(sl.end_us) <= now + DROP_TOLERANCE_US]
+        lost = self.in_flight and len(played) < len(self.in_flight)
+        if lost:
+            unplayed = list(self.in_flight)[len(played) :]
+            for wid, _ in played:
+                pi.wave_delete(wid)
+            shift = now - self._tick_of(unplayed[0][1].start_us)
+            self.out.drops += 1
+            log.warning("pigpiod dropped a queued slice (pigpio #457): resending %d, %.1f ms late",
+                        len(unplayed), shift / 1000)  # fmt: skip
+            pi.wave_tx_stop()  # idle already; clears the stale tail so the resend cannot self-loop
+            self.in_flight.clear()
+            for i, (wid, sl) in enumerate(unplayed):
+                pi.wave_send_using_mode(wid, pigpio.WAVE_MODE_ONE_SHOT_SYNC)
+                self.in_flight.append((wid, sl))
+                if i == 0:
+                    self._anchor_at(sl)
+            return
+        for wid, _ in self.in_flight:
+            pi.wave_delete(wid)
+        self.in_flight.clear()
+        if not exhausted:
+            self.out.underruns += 1
+            log.warning("underrun: the DMA ran dry before the next slice was queued (a gap)")
+
     def run(self) -> None:
         pi = self.pi
         finished = False
@@ -278,14 +332,18 @@ class _Feeder(threading.Thread):
                     if sl is None:
                         exhausted = True
                         return
+                    idle = not self.in_flight
                     self._send(sl)
+                    if idle:
+                        self._anchor_at(sl)
 
             if self.at_ns is not None and self._send_lead():
-                pass
+                self._anchor_at(self.in_flight[0][1])
             else:
                 first = next(slices, None)
                 if first is not None:
                     self._send(first)
+                    self._anchor_at(first)
                     self._t0_ns = time.monotonic_ns() + LEAD_IN_US * 1000
                 else:
                     exhausted = True
@@ -299,16 +357,14 @@ class _Feeder(threading.Thread):
                     break
                 at = pi.wave_tx_at()
                 if at == NO_TX_WAVE:
-                    for wid, _ in self.in_flight:
-                        pi.wave_delete(wid)
-                    self.in_flight.clear()
-                    if not exhausted:
-                        self.out.underruns += 1
-                        log.warning("underrun: the DMA ran dry before the next slice was queued (gap)")
-                elif any(w == at for w, _ in self.in_flight):
+                    self._dma_went_idle(exhausted)
+                elif self.in_flight[0][0] != at and any(w == at for w, _ in self.in_flight):
                     while self.in_flight[0][0] != at:
                         wid, _ = self.in_flight.popleft()
                         pi.wave_delete(wid)
+                    slack = self._tick_of(self.in_flight[-1][1].end_us) - self._tick()
+                    if slack < SLACK_WARN_US and not exhausted:
+                        log.warning("feeder slack down to %.1f ms", slack / 1000)
                 fill()
         except OutputError as e:
             self.error = str(e)

@@ -192,7 +192,11 @@ class Simulator:
         self.tail_wid: int | None = None  # waveEndPtr's wave; cleared only by WVCLR and WVHLT
         self.segments: deque[tuple[int, int, int, int]] = deque(maxlen=100_000)  # wid, sent, start, end
         self.faults: list[str] = []
-        self.underruns = 0
+        self.underruns = 0  # SYNC sends that found the DMA idle after an earlier wave (a gap)
+        self.sync_sends = 0
+        self.drop_sync_sends: set[int] = set()  # fault injection: drop these SYNC sends (1-based)
+        self.dropped = 0
+        self._detached = False
         # recording
         self.keep_edges = keep_edges  # None = keep all, 0 = none, n = keep the first n
         self._e_t = array("q")
@@ -294,6 +298,7 @@ class Simulator:
             self._log_segment(seg)
 
     def _start(self, seg: Segment, now: int) -> None:
+        self._detached = False
         seg.start = seg.t = now + LEAD_IN_US
         self.queue.append(seg)
 
@@ -600,7 +605,15 @@ class Simulator:
                     self.queue[-1].repeat = True
                     self.tail_wid = wid
                     return w.cbs
-            if self.queue:
+            self.sync_sends += 1
+            if self.queue and (self._detached or self.sync_sends in self.drop_sync_sends):
+                # pigpio #457 b: the DMA had already fetched the tail's last CB when its next pointer
+                # was patched: this wave never runs, nor does anything SYNC-queued behind it while the
+                # DMA is still busy. Injected on purpose (drop_sync_sends) to test recovery.
+                self.faults.append(f"SYNC send of wave {wid} dropped (pigpio #457 race)")
+                self.dropped += 1
+                self._detached = True
+            elif self.queue:
                 tail = self.queue[-1]
                 if tail.repeat:
                     tail.stop_after_cycle = True
@@ -637,6 +650,7 @@ class Simulator:
     def cmd_wvhlt(self, *_: object) -> int:
         self._kill_dma(self.now())
         self.tail_wid = None
+        self._detached = False
         return 0
 
     def cmd_deprecated(self, *_: object) -> int:
