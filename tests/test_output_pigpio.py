@@ -12,6 +12,8 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pi_appliance.errors import OutputError
 from pi_appliance.music import Note, Tune
@@ -296,3 +298,35 @@ async def test_a_slice_dropped_by_pigpiod_is_detected_and_resent(vsim, out):
     shifts = sorted({e[0] - p[0] for e, p in zip(edges, planned, strict=True)})
     assert shifts[0] == 0 and len(shifts) == 2 and shifts[1] > 0
     assert [lv for _, lv in edges] == [lv for _, lv in planned]
+
+
+_freqs = st.one_of(st.just(0.0), st.floats(min_value=30.0, max_value=12_000.0))
+_tunes = st.lists(st.builds(Note, _freqs, st.integers(min_value=1, max_value=300_000)), min_size=1, max_size=8)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(notes=_tunes, volume=st.integers(min_value=0, max_value=100), start=st.integers(min_value=0, max_value=10**6))
+def test_any_tune_through_pigpio_records_exactly_its_timeline(notes, volume, start):
+    tune = Tune("h", tuple(notes))
+    start_us = min(start, tune.duration_us - 1)
+
+    async def go() -> None:
+        with SimServer(realtime=False, gpios=[GPIO]) as srv:
+            o = PigpioOutput("127.0.0.1", srv.port, GPIO, poll_s=0.0001)
+            lst = Listener()
+            o.set_listener(lst)
+            await o.open()
+            try:
+                await o.set_volume(volume)
+                await o.play(tune, start_us=start_us)
+                await lst.wait()
+                assert lst.errors == []
+                edges = [(t + start_us, lv) for t, lv in recorded_from_start(srv)]
+                assert edges == waveplan.timeline(tune, start_us=start_us, volume=volume)
+                segs = list(srv.sim.segments)
+                assert segs[-1][3] - segs[0][2] == tune.duration_us - start_us
+                assert srv.sim.levels >> GPIO & 1 == 0 and srv.sim.faults == []
+            finally:
+                await o.close()
+
+    asyncio.run(go())
