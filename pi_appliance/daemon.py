@@ -67,6 +67,11 @@ async def run(settings: config.Settings) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     async with contextlib.AsyncExitStack() as parts:
         # --- output (timing work): pi_appliance.output.select ---
+        from pi_appliance.output.select import open_output
+
+        # kind sim: the in-process simulator's edges go live to <state_dir>/sim-edges.jsonl
+        output = await open_output(settings.output, state_dir=state_dir)
+        parts.push_async_callback(output.close)
         # --- library + player (MPD work): pi_appliance.library, pi_appliance.player ---
         # --- MPD server (MPD work): pi_appliance.mpd.server ---
         # --- knock listener (knock work): pi_appliance.knock ---

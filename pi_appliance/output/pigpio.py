@@ -1,0 +1,298 @@
+"""The pigpio output: a tune as DMA-timed waves, streamed to pigpiod (or the simulator) in slices.
+
+How (research/pigpio-timing.md §1.4): the planner cuts the tune's absolute µs edge timeline into
+slices; a feeder thread builds each with ``wave_add_generic`` + ``wave_create_and_pad`` and queues
+it with ``wave_send_using_mode(ONE_SHOT_SYNC)``, keeping two queued behind the one playing. It polls
+``wave_tx_at``; when the DMA has moved on it deletes the finished slice and builds the next into the
+freed slot. Consequences:
+
+* at most three live wave ids, ever (pigpiod's own limit check never fires, so we keep the count);
+* the same id is never SYNC-sent right behind itself (that loops it forever, pigpio #457): the
+  three slots rotate and every tune starts with ``wave_tx_stop`` (which also clears a stale tail);
+* stop is ``wave_tx_stop`` then ``write(gpio, 0)``: immediate, pin low;
+* an idle DMA while slices remain is an underrun: logged and counted (``underruns``), the tune goes
+  on from where it is;
+* pigpiod going away surfaces as ``output_error`` on the listener, the pin is left to pigpiod, and
+  the next ``play`` reconnects.
+
+Only this module imports ``pigpio``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import itertools
+import logging
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+
+import pigpio
+
+from pi_appliance.errors import OutputError
+from pi_appliance.music import Tune
+from pi_appliance.output.base import Output, OutputInfo
+from pi_appliance.output.waveplan import DEFAULT_LIMITS, LEAD_IN_US, Limits, Planner, Slice, delay_slices
+
+log = logging.getLogger("pi_appliance.output.pigpio")
+
+QUEUED = 3  # slices in flight: the one playing and two queued behind it
+NO_TX_WAVE = 9999
+#: what a dead or confused pigpiod connection raises through pigpio.py
+LINK_ERRORS = (OSError, struct.error, ConnectionError, pigpio.error, AttributeError)
+
+
+class PigpioOutput(Output):
+    """A buzzer on ``gpio`` of the pigpiod at ``host:port``."""
+
+    kind = "pigpio"
+
+    def __init__(
+        self,
+        host: str = "localhost",
+        port: int = 8888,
+        gpio: int = 18,
+        *,
+        poll_s: float = 0.01,
+        limits: Limits = DEFAULT_LIMITS,
+        reason: str = "",
+        socket_timeout: float = 5.0,
+    ) -> None:
+        super().__init__()
+        self.host, self.port, self.gpio = host, port, gpio
+        self.poll_s = poll_s
+        self.limits = limits
+        self.reason = reason
+        self.socket_timeout = socket_timeout
+        self.volume = 100
+        self.underruns = 0
+        self._pi: pigpio.pi | None = None
+        self._feeder: _Feeder | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ Output
+    @property
+    def info(self) -> OutputInfo:
+        return OutputInfo(self.kind, f"{self.kind} GPIO{self.gpio} @ {self.host}:{self.port}", self.reason)
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._connect)
+
+    async def close(self) -> None:
+        await self.stop()
+        pi, self._pi = self._pi, None
+        if pi is not None:
+            await asyncio.to_thread(_release, pi, self.gpio)
+
+    async def play(self, tune: Tune, start_us: int = 0, *, at_ns: int | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self.stop()
+        if self._pi is None:
+            await asyncio.to_thread(self._connect)
+        assert self._pi is not None
+        feeder = _Feeder(self, self._pi, tune, start_us, at_ns)
+        self._feeder = feeder
+        feeder.start()
+        await asyncio.to_thread(feeder.started.wait)
+        if feeder.failed_at_start:
+            await asyncio.to_thread(feeder.join)
+            raise OutputError(feeder.error or "pigpio output failed")
+
+    async def stop(self) -> None:
+        feeder, self._feeder = self._feeder, None
+        if feeder is not None:
+            feeder.stop.set()
+            await asyncio.to_thread(feeder.join)
+
+    def position_us(self) -> int | None:
+        f = self._feeder
+        return f.position_us() if f is not None and not f.done else None
+
+    async def set_volume(self, percent: int) -> None:
+        self.volume = max(0, min(100, percent))
+        f = self._feeder
+        if f is not None:
+            f.planner.volume = self.volume  # applies from the next note the planner generates
+
+    # ------------------------------------------------------------------ internals
+    def _connect(self) -> None:
+        # pigpio.pi() prints a banner to stdout when it cannot connect; keep it out of the log.
+        with contextlib.redirect_stdout(io.StringIO()):
+            pi = pigpio.pi(self.host, self.port)
+        if not pi.connected:
+            raise OutputError(f"cannot reach pigpiod at {self.host}:{self.port}")
+        try:
+            # pigpio.py reads replies with a blocking recv: a hung pigpiod must not hang the feeder.
+            pi.sl.s.settimeout(self.socket_timeout)
+            pi.set_mode(self.gpio, pigpio.OUTPUT)
+            pi.wave_tx_stop()
+            pi.wave_clear()  # we own pigpiod's wave store; nothing is transmitting now
+            pi.write(self.gpio, 0)
+        except LINK_ERRORS as e:
+            _release(pi, self.gpio)
+            raise OutputError(f"pigpiod at {self.host}:{self.port}: {_describe(e)}") from None
+        self._pi = pi
+        log.info("pigpio output: GPIO%d @ %s:%d", self.gpio, self.host, self.port)
+
+    def _report(self, finished: bool, error: str | None) -> None:
+        """Called from the feeder thread: hand the news to the listener on the event loop."""
+        loop, listener = self._loop, self._listener
+        if error is not None:
+            pi, self._pi = self._pi, None
+            if pi is not None:
+                _release(pi, self.gpio)
+        if loop is None or listener is None or loop.is_closed():
+            return
+        if error is not None:
+            loop.call_soon_threadsafe(listener.output_error, error)
+        elif finished:
+            loop.call_soon_threadsafe(listener.output_finished)
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, struct.error | ConnectionError | socket.timeout | AttributeError):
+        return "connection lost"
+    return str(e) or type(e).__name__
+
+
+def _release(pi: pigpio.pi, gpio: int) -> None:
+    """Leave the pin low if pigpiod is still there, then drop both sockets without blocking."""
+    with contextlib.suppress(*LINK_ERRORS):
+        pi.wave_tx_stop()
+        pi.write(gpio, 0)
+    # pi.stop() clears the notify thread's flag first, then sends NC: if the socket is dead the send
+    # fails but the thread still ends (pigpio.py's thread otherwise spins on a closed socket).
+    with contextlib.suppress(*LINK_ERRORS):
+        pi.stop()
+
+
+class _Feeder(threading.Thread):
+    """Streams one tune's slices into pigpiod; ends on stop, at the tune's end, or on error."""
+
+    def __init__(self, out: PigpioOutput, pi: pigpio.pi, tune: Tune, start_us: int, at_ns: int | None) -> None:
+        super().__init__(name="pigpio-feeder", daemon=True)
+        self.out = out
+        self.pi = pi
+        self.planner = Planner(tune, out.gpio, start_us=start_us, volume=out.volume, limits=out.limits)
+        self.start_us = self.planner.start_us
+        self.at_ns = at_ns
+        self.stop = threading.Event()
+        self.started = threading.Event()
+        self.error: str | None = None
+        self.failed_at_start = False
+        self.done = False  # set before the listener hears of the end
+        self.in_flight: deque[tuple[int, Slice]] = deque()
+        self._t0_ns = 0  # monotonic instant of tune time start_us
+
+    # where are we: the daemon's clock, bounded by the slice the DMA is in
+    def position_us(self) -> int:
+        pos = self.start_us + (time.monotonic_ns() - self._t0_ns) // 1000
+        head = self.in_flight[0][1] if self.in_flight else None
+        if head is not None:
+            pos = min(max(pos, head.start_us), head.end_us)
+        return max(self.start_us, min(pos, self.planner.end_us))
+
+    def _send(self, sl: Slice) -> int:
+        pi = self.pi
+        pi.wave_add_generic([pigpio.pulse(on, off, d) for on, off, d in sl.pulses])
+        wid = pi.wave_create_and_pad(self.out.limits.pad_pct)
+        if len(self.in_flight) >= QUEUED or any(w == wid for w, _ in self.in_flight):
+            raise OutputError(f"pigpiod handed out wave id {wid} while it is still in flight")
+        pi.wave_send_using_mode(wid, pigpio.WAVE_MODE_ONE_SHOT_SYNC)
+        self.in_flight.append((wid, sl))
+        return wid
+
+    def _lead(self) -> Iterator[Slice]:
+        """Silence until ``at_ns`` (wall clock), DMA-timed, so the first edge lands on that instant."""
+        if self.at_ns is None:
+            return iter(())
+        t = time.monotonic_ns()
+        self.pi.get_current_tick()
+        rtt_us = (time.monotonic_ns() - t) // 1000
+        # the wave starts after WVAG + WVCAP round trips and half a WVTXM, then the 20 µs lead-in
+        lead_us = (self.at_ns - time.time_ns()) // 1000 - LEAD_IN_US - (5 * rtt_us) // 2
+        if lead_us <= 0:
+            log.warning("start instant already passed by %.1f ms: starting now", -lead_us / 1000)
+            return iter(())
+        return delay_slices(lead_us, self.start_us, self.out.limits)
+
+    def run(self) -> None:
+        pi = self.pi
+        finished = False
+        try:
+            pi.wave_tx_stop()
+            pi.write(self.out.gpio, 0)
+            slices = itertools.chain(self._lead(), self.planner.slices())
+            exhausted = False
+
+            def fill() -> None:
+                nonlocal exhausted
+                while not exhausted and len(self.in_flight) < QUEUED:
+                    sl = next(slices, None)
+                    if sl is None:
+                        exhausted = True
+                        return
+                    self._send(sl)
+
+            first = next(slices, None)
+            if first is not None:
+                lead = -first.start_us + self.start_us if first.start_us < self.start_us else 0
+                self._send(first)
+                self._t0_ns = time.monotonic_ns() + (LEAD_IN_US + lead) * 1000
+            else:
+                exhausted = True
+            self.started.set()
+            fill()
+            while True:
+                if not self.in_flight and exhausted:
+                    finished = True
+                    break
+                if self.stop.wait(self.out.poll_s):
+                    break
+                at = pi.wave_tx_at()
+                if at == NO_TX_WAVE:
+                    for wid, _ in self.in_flight:
+                        pi.wave_delete(wid)
+                    self.in_flight.clear()
+                    if not exhausted:
+                        self.out.underruns += 1
+                        log.warning("underrun: the DMA ran dry before the next slice was queued (gap)")
+                elif any(w == at for w, _ in self.in_flight):
+                    while self.in_flight[0][0] != at:
+                        wid, _ = self.in_flight.popleft()
+                        pi.wave_delete(wid)
+                fill()
+        except OutputError as e:
+            self.error = str(e)
+        except LINK_ERRORS as e:
+            self.error = f"pigpiod at {self.out.host}:{self.out.port}: {_describe(e)}"
+        finally:
+            if self.error is None:
+                try:
+                    pi.wave_tx_stop()
+                    pi.write(self.out.gpio, 0)
+                    for wid, _ in self.in_flight:
+                        pi.wave_delete(wid)
+                except LINK_ERRORS as e:
+                    self.error = f"pigpiod at {self.out.host}:{self.out.port}: {_describe(e)}"
+            self.in_flight.clear()
+            self.done = True
+            started_before = self.started.is_set()
+            self.failed_at_start = self.error is not None and not started_before
+            self.started.set()
+            if self.error is not None:
+                log.error("pigpio output: %s", self.error)
+                if started_before:
+                    self.out._report(False, self.error)
+                else:
+                    pi_, self.out._pi = self.out._pi, None
+                    if pi_ is not None:
+                        _release(pi_, self.out.gpio)
+            elif finished and not self.stop.is_set():
+                self.out._report(True, None)
