@@ -70,9 +70,20 @@ async def test_knock_melody_plays_on_the_simulated_pin(tmp_path: Path) -> None:
     try:
         player = Player(output, Library(tmp_path), StateStore(tmp_path))
         await player.start()
-        table = {"bind": ["127.0.0.1"], "guard": 4,
-                 "pool": {"enabled": True, "sources": ["127.0.0.0/8"], "tone_port": pool, "silence_port": pool + 1,
-                          "play_port": pool + 2, "clear_port": pool + 3, "freq_hz": FREQ, "tick_ms": 100}}
+        table = {
+            "bind": ["127.0.0.1"],
+            "guard": 4,
+            "pool": {
+                "enabled": True,
+                "sources": ["127.0.0.0/8"],
+                "tone_port": pool,
+                "silence_port": pool + 1,
+                "play_port": pool + 2,
+                "clear_port": pool + 3,
+                "freq_hz": FREQ,
+                "tick_ms": 100,
+            },
+        }
         svc = KnockService(settings(**table), PlayerActions(player), tmp_path)
         await svc.start()
         try:

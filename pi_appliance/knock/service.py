@@ -26,6 +26,7 @@ log = logging.getLogger("pi_appliance.knock")
 
 REPLAY_FILE = "knock-replay.json"
 QUEUE_MAX = 16
+ACTION_TIMEOUT_S = 30.0
 
 
 def _mono_ms() -> int:
@@ -149,9 +150,14 @@ class KnockService:
         while True:
             d = await self._queue.get()
             try:
-                await self._run(d)
+                # One action at a time, in order (a stop then a play must not swap); a player call
+                # that never returns must not stop every later knock, so it gets a time limit.
+                await asyncio.wait_for(self._run(d), ACTION_TIMEOUT_S)
             except asyncio.CancelledError:
                 raise
+            except TimeoutError:
+                self.errors += 1
+                self.rlog.log(logging.WARNING, "knock: %s %s took over %s s; given up", d.via, d.kind, ACTION_TIMEOUT_S)
             except Exception as e:
                 self.errors += 1
                 self.rlog.log(logging.WARNING, "knock: %s %s failed: %s", d.via, d.kind, e)
