@@ -152,7 +152,8 @@ class KnockService:
             try:
                 # One action at a time, in order (a stop then a play must not swap); a player call
                 # that never returns must not stop every later knock, so it gets a time limit.
-                await asyncio.wait_for(self._run(d), ACTION_TIMEOUT_S)
+                async with asyncio.timeout(ACTION_TIMEOUT_S):
+                    await self._run(d)
             except asyncio.CancelledError:
                 raise
             except TimeoutError:
@@ -206,9 +207,8 @@ class KnockService:
     async def close(self) -> None:
         for t in self._tasks:
             t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5.0)  # never hang a shutdown on our own tasks
         self._tasks = []
         if self._socket is not None:
             self._socket.close()
