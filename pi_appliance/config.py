@@ -66,15 +66,32 @@ class OutputSettings:
             raise ValueError(f"kind: must be auto, pigpio, gpiozero or sim, not {self.kind!r}")
         if not 0 <= self.gpio <= 53:
             raise ValueError("gpio: must be 0..53")
+        if self.kind in ("auto", "pigpio", "sim") and self.gpio > 31:
+            raise ValueError("gpio: pigpio waves drive gpios 0..31 only")
+        if not 1 <= self.pigpio_port <= 65535:
+            raise ValueError("pigpio_port: must be 1..65535")
+        if not 0 <= self.sim_port <= 65535:
+            raise ValueError("sim_port: must be 0..65535 (0 picks a free port)")
 
 
 @dataclass(frozen=True)
 class DiscoverySettings:
-    """mDNS advertisement."""
+    """mDNS advertisement (``_mpd._tcp`` and ``_pi-appliance._tcp``). Loopback-only when MPD binds loopback only."""
 
     enabled: bool = True
     name: str = ""  # "" = "Buzzer @ <hostname>"
-    groups: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)  # fleet groups, published in TXT (pictl --group NAME)
+    poll_interval: float = 15.0  # seconds between looks at the interfaces (re-announce on a change); 0 = never
+    interfaces: list[str] = field(default_factory=list)  # addresses zeroconf binds; [] = all (or 127.0.0.1)
+
+    def check(self) -> None:
+        if self.poll_interval < 0:
+            raise ValueError("poll_interval: must be 0 (off) or positive")
+        if len(self.name.encode()) > 63:
+            raise ValueError("name: at most 63 bytes (a DNS label)")
+        for g in self.groups:
+            if not g or "," in g or len(g) > 63:
+                raise ValueError(f"groups: {g!r} is not a group name (1-63 characters, no commas)")
 
 
 _KNOCK_ACTIONS = ("play", "stop", "next", "volume", "open_pool")
