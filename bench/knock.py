@@ -509,15 +509,16 @@ def report(res: dict[str, Any]) -> None:
         ("RSS after 65k-source flood (KiB)", lambda r: r["flood_65k_sources"]["rss_after_kib"]),
         ("RSS growth in that flood (KiB)", lambda r: r["flood_65k_sources"]["grew_kib"]),
     ]
-    d = res.get("ours-daemon", {}).get("latency_udp_to_first_edge", {})
-    if "median_ms" in d:
+    for how, what in (("daemon", "pi-appliance --output sim"), ("wired", "output+player+knock, no MPD")):
+        d = res.get(f"ours-{how}", {}).get("latency_udp_to_first_edge", {})
+        if "median_ms" not in d:
+            print(f"{what}: {d}")
+            continue
         print(
-            f"daemon + simulator, last knock -> first note edge: median {d['median_ms']} ms, p99 {d['p99_ms']} ms"
-            f" (knockd command: {k['latency_udp']['median_ms']} / {k['latency_udp']['p99_ms']} ms;"
-            f" {k['latency_udp']['median_ms'] / d['median_ms']:.1f}x)"
+            f"{what}: last knock -> first note edge: median {d['median_ms']} ms, p99 {d['p99_ms']} ms"
+            f" (knockd's command: {k['latency_udp']['median_ms']} / {k['latency_udp']['p99_ms']} ms;"
+            f" median ratio {k['latency_udp']['median_ms'] / max(d['median_ms'], 0.001):.1f}x)"
         )
-    else:
-        print(f"daemon + simulator: {d}")
     for label, get in rows:
         vals = [get(res[w]) for w in ("knockd", "ours-packet", "ours-socket")]
         ratio = ""
