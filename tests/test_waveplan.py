@@ -120,8 +120,11 @@ def test_seek_starts_mid_note_on_the_next_whole_cycle():
 def test_long_rest_and_dense_tone_are_cut_into_limited_slices():
     tune = Tune("t", (Note(0.0, 2_600_000), Note(20_000.0, 1_000_000)))
     slices = list(Planner(tune, 18).slices())
-    assert [s.duration_us for s in slices[:5]] == [500_000] * 5
-    assert slices[5].pulses[0] == (0, 0, 100_000)  # the rest's tail leads into the tone's slice
+    # the first slices follow the ramp (a fast first edge), then full-length slices
+    assert [s.duration_us for s in slices[:6]] == [20_000, 100_000] + [500_000] * 4
+    assert slices[6].start_us == 2_120_000
+    assert slices[6].pulses[0] == (0, 0, 480_000)  # the rest's tail leads into the tone's slice
+    assert all(s.duration_us <= waveplan.DEFAULT_LIMITS.slice_us(s.index) for s in slices)
     assert all(waveplan.slice_problems(s) == [] for s in slices)
     assert max(len(s.pulses) for s in slices) <= 3500
 

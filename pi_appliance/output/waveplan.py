@@ -72,12 +72,22 @@ class Limits:
     pad_pct: int = 33
     max_pulses: int = 3500  # per slice, a leading delay pulse included
     max_slice_us: int = 500_000  # bounds the feeder's latency budget and stop/volume latency
+    # The first slices are shorter: building and uploading a full slice before the first edge took
+    # ~7 ms against the simulator (a play or a knock waits for it), a 20 ms one ~1.5 ms. The next,
+    # longer slices are queued while the short ones play, so nothing underruns.
+    ramp_us: tuple[int, ...] = (20_000, 100_000)
+
+    def slice_us(self, index: int) -> int:
+        """The longest slice number ``index`` (0-based, of one tune's slices) may be."""
+        if 0 <= index < len(self.ramp_us):
+            return min(self.ramp_us[index], self.max_slice_us)
+        return self.max_slice_us
 
     def __post_init__(self) -> None:
         if not 1 <= self.pad_pct <= 100:
             raise ValueError("pad_pct must be 1..100")
-        if self.max_pulses < 2 or self.max_slice_us < 1:
-            raise ValueError("max_pulses must be at least 2 and max_slice_us at least 1")
+        if self.max_pulses < 2 or self.max_slice_us < 1 or any(r < 1 for r in self.ramp_us):
+            raise ValueError("max_pulses must be at least 2, max_slice_us and ramp_us at least 1")
         # Worst case a pulse costs 2 CBs (mask + delay) and 1 OOL word (one gpio on or off).
         if 1 + 2 * self.max_pulses > pad_cbs(self.pad_pct) or self.max_pulses > pad_ool(self.pad_pct):
             raise ValueError(f"{self.max_pulses} pulses do not fit a {self.pad_pct}% pad")
@@ -190,8 +200,8 @@ class Planner:
             return Slice(index, s, tuple(pulses))
 
         for t, level in self.edges():
-            while t - s >= lim.max_slice_us:
-                boundary = s + lim.max_slice_us
+            while t - s >= lim.slice_us(index):
+                boundary = s + lim.slice_us(index)
                 yield close(boundary)
                 index += 1
                 s = boundary
@@ -205,8 +215,8 @@ class Planner:
                 levels.clear()
             times.append(t)
             levels.append(level)
-        while self.end_us - s > lim.max_slice_us:
-            boundary = s + lim.max_slice_us
+        while self.end_us - s > lim.slice_us(index):
+            boundary = s + lim.slice_us(index)
             yield close(boundary)
             index += 1
             s = boundary
@@ -244,8 +254,8 @@ def slice_problems(sl: Slice, limits: Limits = DEFAULT_LIMITS) -> list[str]:
         problems.append(f"{wave_cbs(sl.pulses)} CBs > {pad_cbs(limits.pad_pct)}")
     if wave_ool(sl.pulses) > pad_ool(limits.pad_pct):
         problems.append(f"{wave_ool(sl.pulses)} OOL > {pad_ool(limits.pad_pct)}")
-    if sl.duration_us > limits.max_slice_us:
-        problems.append(f"lasts {sl.duration_us} µs > {limits.max_slice_us}")
+    if sl.duration_us > limits.slice_us(sl.index):
+        problems.append(f"lasts {sl.duration_us} µs > {limits.slice_us(sl.index)}")
     if any(p[2] <= 0 for p in sl.pulses):
         problems.append("a pulse with no delay")
     return problems
