@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import ifaddr
-from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange
+from zeroconf import DNSQuestionType, InterfaceChoice, IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from pi_appliance import __version__
@@ -233,8 +233,11 @@ class Advertiser:
         self._addresses = self._current_addresses()
         if not self._addresses:
             log.warning("mDNS: no non-loopback address yet; advertising once one appears")
-        server = f"{host}.local."
-        txt = a.txt()
+        # Freshly flashed Pis all answer to "raspberrypi", and python-zeroconf does not probe host names:
+        # two appliances claiming one "<host>.local." would merge their address records in every cache.
+        # The SRV target is therefore made unique with the stable id; the plain host name is in TXT.
+        server = f"{host}-{a.id}.local." if a.id else f"{host}.local."
+        txt = {**a.txt(), "host": host}
         infos = [
             AsyncServiceInfo(
                 type_,
@@ -411,6 +414,7 @@ async def browse(
     include_mpd: bool = True,
     interfaces: list[str] | InterfaceChoice = InterfaceChoice.All,
     on_found: Callable[[Appliance], None] | None = None,
+    unicast: bool = True,
 ) -> list[Appliance]:
     """Find appliances on the LAN.
 
@@ -425,7 +429,12 @@ async def browse(
     changed = asyncio.Event()
     pending: set[asyncio.Task[None]] = set()
 
-    async with AsyncZeroconf(interfaces=interfaces, ip_version=ip_version) as azc:
+    # A one-shot querier (RFC 6762 5.1): queries leave from an ephemeral port and ask for unicast (QU)
+    # answers. The answers then come straight back to this process, at once: a responder answers a
+    # legacy-unicast query without its one-second multicast rate limit, ignores no "duplicate" of the
+    # last pictl's identical query, and no other mDNS stack on this host (avahi, a daemon) can
+    # receive them instead through the shared port 5353.
+    async with AsyncZeroconf(interfaces=interfaces, ip_version=ip_version, unicast=unicast) as azc:
 
         async def resolve(type_: str, name: str) -> None:
             info = AsyncServiceInfo(type_, name)
@@ -434,13 +443,14 @@ async def browse(
             addrs = tuple(info.parsed_scoped_addresses())
             if not addrs or info.port is None:
                 return
-            host = (info.server or "").removesuffix(".").removesuffix(".local")
+            props = _decode_txt(info.properties)
+            host = props.get("host") or (info.server or "").removesuffix(".").removesuffix(".local")
             app = Appliance(
                 name=_instance(name, type_),
                 host=host,
                 addresses=addrs,
                 port=info.port,
-                txt=_decode_txt(info.properties),
+                txt=props,
                 kind="pi-appliance" if type_ == APPLIANCE_TYPE else "mpd",
             )
             if app.txt.get("app") == "pi-appliance":
@@ -456,7 +466,9 @@ async def browse(
             pending.add(t)
             t.add_done_callback(pending.discard)
 
-        browser = AsyncServiceBrowser(azc.zeroconf, types, handlers=[on_change])
+        browser = AsyncServiceBrowser(
+            azc.zeroconf, types, handlers=[on_change], question_type=DNSQuestionType.QU if unicast else None
+        )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         seen = 0
