@@ -379,17 +379,25 @@ def cmd_version(ctx: Ctx) -> int:
     return 0
 
 
+def _events(ctx: Ctx) -> list[str]:
+    bad = [e for e in ctx.args.events if e not in SUBSYSTEMS]
+    if bad:
+        raise UsageError(f"unknown subsystem {bad[0]!r} (one of {', '.join(SUBSYSTEMS)})")
+    return ctx.args.events
+
+
 def cmd_idle(ctx: Ctx) -> int:
     """Wait until something changes (optionally only in the given subsystems) and print what."""
-    for s in ctx.client.idle(*ctx.args.events):
+    for s in ctx.client.idle(*_events(ctx)):
         ctx.print(s)
     return 0
 
 
 def cmd_idleloop(ctx: Ctx) -> int:
     """Print every change, forever."""
+    events = _events(ctx)
     while True:
-        for s in ctx.client.idle(*ctx.args.events):
+        for s in ctx.client.idle(*events):
             ctx.print(s)
         ctx.out.flush()
 
@@ -519,19 +527,17 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("outputs", "stats", "version"):
         add(name, MPC_COMMANDS[name])
     for name in ("idle", "idleloop"):
-        add(name, MPC_COMMANDS[name]).add_argument("events", nargs="*", choices=SUBSYSTEMS, metavar="SUBSYSTEM")
+        # (no choices=: argparse 3.11 rejects an empty nargs="*" list against them; checked in _events)
+        add(name, MPC_COMMANDS[name]).add_argument("events", nargs="*", metavar="SUBSYSTEM")
     sl = add("ls", help="list the appliances on the LAN")
     sl.add_argument("--json", action="store_true", help="as JSON")
     sl.add_argument("--mpd", action="store_true", help="include MPD servers that are not appliances")
     so = add("orchestra", help="split a several-voice piece across the appliances found, started together")
     so.add_argument("file", metavar="FILE", help="a MIDI file (one voice per track), or text with one tune a line")
     so.add_argument("--at", metavar="WHEN", default="+2s", help="when to start (default +2s)")
-    add("render", help="render a tune locally to WAV/VCD (see pictl render --help)").add_argument(
-        "rest", nargs=argparse.REMAINDER
-    )
-    add("knock", help="send knocks to an appliance (see pictl knock --help)").add_argument(
-        "rest", nargs=argparse.REMAINDER
-    )
+    # (their arguments are passed untouched to render_main / knock_main: see main())
+    sub.add_parser("render", help="render a tune locally to WAV/VCD (pictl render --help)", add_help=False)
+    sub.add_parser("knock", help="send knocks to an appliance (pictl knock --help)", add_help=False)
     sc = add("completion", help='print a shell completion script: eval "$(pictl completion bash)"')
     sc.add_argument("shell", choices=["bash", "zsh", "fish", "tcsh"], nargs="?", default="bash")
     return p
@@ -688,12 +694,16 @@ def dispatch(args: argparse.Namespace) -> int:
         print(argcomplete.shellcode([PROG], shell=args.shell))
         return 0
     if command == "render":
-        from pi_appliance.render import render_main
-
+        try:
+            from pi_appliance.render import render_main
+        except ImportError as e:
+            raise ApplianceError(f"render is not available in this installation ({e})") from None
         return int(render_main(args.rest) or 0)
     if command == "knock":
-        from pi_appliance.knock.client import knock_main
-
+        try:
+            from pi_appliance.knock.client import knock_main
+        except ImportError as e:
+            raise ApplianceError(f"knock is not available in this installation ({e})") from None
         return int(knock_main(args.rest) or 0)
     func = MPC_COMMANDS[command]
     if command == "play" and args.at:
@@ -710,6 +720,24 @@ def dispatch(args: argparse.Namespace) -> int:
     return run_on(target, func, args, sys.stdout, sys.stderr)
 
 
+#: Global options that take a value (to find where the command starts in argv).
+_VALUED = {"-h", "--host", "-p", "--port", "--group", "--timeout", "--browse-timeout", "--mdns-interfaces"}
+#: Commands whose arguments belong to another module's parser, passed through untouched.
+_PASSTHROUGH = ("render", "knock")
+
+
+def _split_passthrough(argv: list[str]) -> tuple[list[str], str, list[str]] | None:
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in _PASSTHROUGH:
+            return argv[:i], a, argv[i + 1 :]
+        if not a.startswith("-"):
+            return None
+        i += 2 if a in _VALUED else 1
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -718,7 +746,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         argcomplete.autocomplete(parser)
     except ImportError:  # completion is a convenience; pictl works without it
         pass
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough = _split_passthrough(argv)
+    if passthrough is not None:
+        head, command, rest = passthrough
+        args = parser.parse_args([*head, command])
+        args.rest = rest
+    else:
+        args = parser.parse_args(argv)
     if args.command is None:
         args.command = "status"
     for attr, default in (("wait", False), ("at", None)):
