@@ -415,12 +415,14 @@ async def browse(
     interfaces: list[str] | InterfaceChoice = InterfaceChoice.All,
     on_found: Callable[[Appliance], None] | None = None,
     unicast: bool = True,
+    until: Callable[[Appliance], bool] | None = None,
 ) -> list[Appliance]:
     """Find appliances on the LAN.
 
     Waits at most ``timeout`` seconds; once something is found, ``settle`` seconds more after the
     last arrival (mDNS answers arrive within ~120 ms of a query, so this is enough to see a row of
-    Pis), or returns at once with ``first``. Plain MPD servers (``_mpd._tcp`` without our
+    Pis), or returns at once with ``first``, or as soon as one appliance satisfies ``until``.
+    Plain MPD servers (``_mpd._tcp`` without our
     ``_pi-appliance._tcp``) are listed with ``kind == "mpd"`` when ``include_mpd``.
     """
     types = [APPLIANCE_TYPE, MPD_TYPE] if include_mpd else [APPLIANCE_TYPE]
@@ -490,6 +492,8 @@ async def browse(
                         on_found(app)
                 seen = len(found)
                 if first and found:
+                    break
+                if until is not None and any(until(a) for a in found.values()):
                     break
         finally:
             await browser.async_cancel()

@@ -16,7 +16,6 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -114,6 +113,13 @@ def _at_ns(ctx: Ctx) -> int | None:
     return getattr(ctx.args, "at_ns", None)
 
 
+def _late(ctx: Ctx, at_ns: int) -> None:
+    late_ms = (time.time_ns() - at_ns) / 1e6
+    if late_ms > 0:
+        print(f"{PROG}: {ctx.target.name} got the start instant {late_ms:.0f} ms late: give --at more time",
+              file=ctx.err)  # fmt: skip
+
+
 def cmd_play(ctx: Ctx) -> int:
     """Start playing (song N, 1-based, else the current one); --at starts at a wall-clock instant."""
     c, n = ctx.client, ctx.args.position
@@ -125,6 +131,7 @@ def cmd_play(ctx: Ctx) -> int:
         else:
             pos = n - 1
         c.playat(pos, f"{at_ns // 1_000_000_000}.{at_ns % 1_000_000_000:09d}")
+        _late(ctx, at_ns)
     elif n is None:
         c.play()
     else:
@@ -409,6 +416,7 @@ def cmd_orchestra_one(ctx: Ctx) -> int:
     c.add(ctx.args.voice_uri)
     at_ns = ctx.args.at_ns
     c.playat(0, f"{at_ns // 1_000_000_000}.{at_ns % 1_000_000_000:09d}")
+    _late(ctx, at_ns)
     ctx.print(f"voice {ctx.args.voice_index + 1}: {ctx.args.voice_title}")
     return 0
 
@@ -532,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     sl = add("ls", help="list the appliances on the LAN")
     sl.add_argument("--json", action="store_true", help="as JSON")
     sl.add_argument("--mpd", action="store_true", help="include MPD servers that are not appliances")
+    sl.add_argument("--first", action="store_true", help="stop at the first one found (is anything there?)")
     so = add("orchestra", help="split a several-voice piece across the appliances found, started together")
     so.add_argument("file", metavar="FILE", help="a MIDI file (one voice per track), or text with one tune a line")
     so.add_argument("--at", metavar="WHEN", default="+2s", help="when to start (default +2s)")
@@ -578,24 +587,28 @@ def fan_out(
 ) -> int:
     """Run ``func`` on every target in parallel; print each one's output prefixed by its name, then who answered."""
 
-    def one(i: int, t: Target) -> tuple[int, str, str]:
+    def one(i: int, t: Target) -> tuple[int, str, str, str]:
         out, err = io.StringIO(), io.StringIO()
         a = per_target(i, args) if per_target else args
         try:
             rc = run_on(t, func, a, out, err)
-            return rc, out.getvalue(), ""
+            return rc, out.getvalue(), err.getvalue(), ""
         except Exception as e:
             if args.debug:
                 traceback.print_exc()
-            return 1, out.getvalue(), describe(e)
+            return 1, out.getvalue(), err.getvalue(), describe(e)
+
+    from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=min(32, len(targets))) as pool:
         results = list(pool.map(lambda it: one(*it), enumerate(targets)))
     ok: list[str] = []
     failed: list[str] = []
-    for t, (rc, text, error) in zip(targets, results, strict=True):
+    for t, (rc, text, warnings, error) in zip(targets, results, strict=True):
         for line in text.splitlines():
             print(f"[{t.name}] {line}")
+        for line in warnings.splitlines():
+            print(line, file=sys.stderr)
         if rc == 0 and not error:
             ok.append(t.name)
         else:
@@ -607,7 +620,7 @@ def fan_out(
 
 
 def cmd_ls(args: argparse.Namespace, browsing: Browsing) -> int:
-    apps = browsing.find(include_mpd=args.mpd)
+    apps = browsing.find(include_mpd=args.mpd, first=args.first)
     if args.json:
         print(json.dumps([a.as_dict() for a in apps], indent=2))
         return 0
@@ -668,8 +681,8 @@ def cmd_orchestra(args: argparse.Namespace, browsing: Browsing) -> int:
     if len(voices) > len(targets):
         print(f"{PROG}: {len(voices)} voices, {len(targets)} appliances: voices {len(targets) + 1}.. are left out",
               file=sys.stderr)  # fmt: skip
-    at_ns = parse_at(args.at)
     uris = [format_inline(v) for v in voices]
+    at_ns = parse_at(args.at)  # counted from now that the appliances are known
 
     def per_target(i: int, a: argparse.Namespace) -> argparse.Namespace:
         v = i % len(voices)
@@ -706,8 +719,9 @@ def dispatch(args: argparse.Namespace) -> int:
             raise ApplianceError(f"knock is not available in this installation ({e})") from None
         return int(knock_main(args.rest) or 0)
     func = MPC_COMMANDS[command]
-    if command == "play" and args.at:
-        args.at_ns = parse_at(args.at)  # one instant for every appliance, decided before fanning out
+    timed = command == "play" and args.at
+    if timed:
+        parse_at(args.at)  # a bad --at fails before any browsing
     if command == "add":
         args.uri_resolved = [tune_uri(u)[0] for u in args.uris]  # parsed once, locally
     if args.all or args.group:
@@ -715,8 +729,12 @@ def dispatch(args: argparse.Namespace) -> int:
         if os.environ.get("MPD_HOST"):
             password = os.environ["MPD_HOST"].partition("@")[0] if "@" in os.environ["MPD_HOST"] else None
         targets = resolve_many(all_=args.all, group=args.group, browsing=browsing, password=password)
+        if timed:  # "+1s" counts from now that the appliances are known: one instant for all of them
+            args.at_ns = parse_at(args.at)
         return fan_out(targets, func, args)
     target = resolve_one(args.host, args.port, browsing)
+    if timed:
+        args.at_ns = parse_at(args.at)
     return run_on(target, func, args, sys.stdout, sys.stderr)
 
 
@@ -740,12 +758,13 @@ def _split_passthrough(argv: list[str]) -> tuple[list[str], str, list[str]] | No
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    try:
-        import argcomplete
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (argcomplete's protocol)
+        try:
+            import argcomplete
 
-        argcomplete.autocomplete(parser)
-    except ImportError:  # completion is a convenience; pictl works without it
-        pass
+            argcomplete.autocomplete(parser)
+        except ImportError:  # completion is a convenience; pictl works without it
+            pass
     argv = list(sys.argv[1:] if argv is None else argv)
     passthrough = _split_passthrough(argv)
     if passthrough is not None:
