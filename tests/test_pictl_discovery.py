@@ -90,6 +90,11 @@ def test_pictl_finds_appliances(lo_netns: str, tmp_path: Path) -> None:
     lan = Lan(lo_netns, tmp_path)
     mpds = [start_mpd(tmp_path / f"m{port}", port, lan.prefix) for port in (6601, 6602)]
     try:
+        # Nothing on the LAN, no host given: a one-line error saying what to do.
+        r = lan.pictl("status")
+        assert (r.returncode, r.stdout) == (1, "")
+        assert r.stderr == "pictl: no appliance found on the LAN (give --host, or set MPD_HOST)\n"
+
         # One appliance on the LAN: used without --host.
         lan.advertise(6601, "Buzzer @ alpha", "lab")
         r = lan.pictl("status")
