@@ -144,7 +144,8 @@ async def test_poll_reannounces_on_address_change() -> None:
     """The poller notices a new address through ifaddr and announces it (fake adapters, real zeroconf)."""
     tag = f"P{os.getpid()}-{uuid.uuid4().hex[:6]}"
     # zeroconf itself binds 127.0.0.1 only; the addresses it publishes come from these fake adapters.
-    adapters = [_adapter("lo", "127.0.0.1"), _adapter("x", "10.99.0.1", index=2)]
+    # It boots with no network (no address but loopback), then DHCP gives one, then another.
+    adapters = [_adapter("lo", "127.0.0.1")]
 
     def fake() -> list[ifaddr.Adapter]:
         return adapters
@@ -157,14 +158,16 @@ async def test_poll_reannounces_on_address_change() -> None:
         await adv.start()
         try:
             name = adv.names[1]
-            await w.until(lambda: name in w.present)
+            assert adv.addresses == []
+            adapters.append(_adapter("x", "10.99.0.1", index=2))
+            await w.until(lambda: name in w.present and w.present[name].parsed_addresses() == ["10.99.0.1"])
             assert w.present[name].parsed_addresses() == ["10.99.0.1"]
             adapters[1] = _adapter("x", "10.99.0.1", "10.99.0.7", index=2)
-            before = adv.announcements
             deadline = time.monotonic() + 5
-            while adv.announcements == before and time.monotonic() < deadline:
+            while adv.addresses != ["10.99.0.1", "10.99.0.7"] and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             assert adv.addresses == ["10.99.0.1", "10.99.0.7"]
+            assert adv.announcements >= 3  # registration, then one per change
             # A fresh query gets the new address record.
             async with AsyncZeroconf(interfaces=LO) as other:
                 info = AsyncServiceInfo(APPLIANCE_TYPE, name)
