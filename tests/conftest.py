@@ -57,3 +57,59 @@ def lo_netns() -> Iterator[str]:
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+# --- deploy (issue 6): one debootstrap'd root per session, converged by the role, then booted ---------
+# The pristine root is cached under /var/cache/pi-appliance-tests (tests/deploy_rootfs.py); the slow
+# tests share one copy: converged twice by ansible/site.yml, then booted with systemd-nspawn.
+
+
+@pytest.fixture(scope="session")
+def deploy_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import deploy_rootfs
+
+    out = tmp_path_factory.mktemp("wheelhouse")
+    deploy_rootfs.build_wheelhouse(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def converged_root(tmp_path_factory: pytest.TempPathFactory, deploy_wheelhouse: Path):
+    """(root, inventory, first run, second run): the role converged into a copy of the cached root."""
+    import contextlib
+    import os
+
+    import deploy_rootfs
+
+    if os.geteuid() != 0:
+        pytest.fail("the deploy tests need root (debootstrap, chroot, systemd-nspawn); CI runs as root")
+    need_program("debootstrap")
+    need_program("systemd-nspawn")
+    base = tmp_path_factory.mktemp("deploy-root")
+    with contextlib.ExitStack() as stack:
+        try:
+            root = stack.enter_context(deploy_rootfs.scratch_root(base / "scratch"))
+        except RuntimeError as e:
+            pytest.fail(str(e))
+        inventory = deploy_rootfs.chroot_inventory(base / "inventory.yml", root, deploy_wheelhouse)
+        first = deploy_rootfs.run_playbook(inventory, "pi-chroot")
+        second = deploy_rootfs.run_playbook(inventory, "pi-chroot") if first.rc == 0 else first
+        yield root, inventory, first, second
+
+
+@pytest.fixture(scope="session")
+def booted_appliance(converged_root, tmp_path_factory: pytest.TempPathFactory):
+    """The converged root booted with systemd-nspawn (private network); stopped at the end."""
+    import deploy_rootfs
+
+    root, _, first, second = converged_root
+    if first.rc != 0 or second.rc != 0:
+        pytest.fail(f"the role did not converge, nothing to boot:\n{first.output[-3000:]}")
+    machine = deploy_rootfs.Machine(root, tmp_path_factory.mktemp("nspawn") / "console.log")
+    try:
+        machine.start()
+    except RuntimeError as e:
+        machine.stop()
+        pytest.fail(str(e))
+    yield machine
+    machine.stop()
