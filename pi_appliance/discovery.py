@@ -203,6 +203,7 @@ class Advertiser:
         self._infos: list[AsyncServiceInfo] = []
         self._addresses: list[str] = []
         self._poller: asyncio.Task[None] | None = None
+        self._announcing: list[asyncio.Future[object]] = []
         self.announcements = 0  # how many times the address records were (re)announced
 
     @property
@@ -253,7 +254,9 @@ class Advertiser:
 
         async def register(info: AsyncServiceInfo) -> None:
             # allow_name_change: a second "Buzzer @ host" becomes "Buzzer @ host-2" instead of failing.
-            await (await zc.async_register_service(info, allow_name_change=True))
+            # Returns once probing settled the name; the announcements go on (~0.7 s) in the background.
+            announcing = await zc.async_register_service(info, allow_name_change=True)
+            self._announcing.append(asyncio.ensure_future(announcing))
 
         try:
             # Both probes run at once: they take ~0.6 s each (three probes 250 ms apart).
@@ -302,6 +305,10 @@ class Advertiser:
         zc, self._zc = self._zc, None
         if zc is None:
             return
+        for f in self._announcing:
+            f.cancel()
+        await asyncio.gather(*self._announcing, return_exceptions=True)
+        self._announcing.clear()
         for info in self._infos:
             with contextlib.suppress(Exception):
                 await (await zc.async_unregister_service(info))
