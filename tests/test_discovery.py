@@ -196,3 +196,19 @@ def test_advert_from_settings(tmp_path) -> None:
     f.write_text('[discovery]\ngroups = ["a,b"]\n')
     with pytest.raises(config.ConfigError, match=r"discovery\.groups"):
         config.load(f)
+
+
+def test_knock_modes_from_the_knock_section(tmp_path) -> None:
+    from pi_appliance import config
+
+    f = tmp_path / "c.toml"
+    f.write_text(
+        "[knock]\nenabled = true\nauth_port = 62201\n"
+        '[[knock.key]]\nid = "lab"\nfile = "/etc/pi-appliance/lab.key"\n'
+        '[[knock.sequence]]\nname = "play"\nports = ["7000", "8000", "9000"]\n'
+        "[knock.pool]\nenabled = true\nsources = [\"192.168.1.0/24\"]\n"
+    )
+    assert discovery.knock_modes(config.load(f).knock) == ("hmac", "sequence", "pool")
+    assert discovery.knock_modes(config.Settings().knock) == ()
+    f.write_text('[knock]\nenabled = true\nauth_port = 0\n[[knock.sequence]]\nname = "s"\nports = ["7000"]\n')
+    assert discovery.knock_modes(config.load(f).knock) == ("sequence",)

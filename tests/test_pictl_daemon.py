@@ -223,3 +223,28 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
     assert r.stderr.endswith("pictl: Connection refused\n")
     r = subprocess.run([*PICTL, "seek"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "usage:" in r.stderr
+
+
+def test_orchestra_reads_voices(tmp_path: Path) -> None:
+    """MIDI tracks become voices (music's parse_score), a text file gives one voice a line."""
+    import mido
+
+    from pi_appliance.errors import ApplianceError
+
+    mid = mido.MidiFile(ticks_per_beat=480)
+    for notes in ((72, 74, 76), (60, 62, 64), (48, 50, 52)):
+        track = mido.MidiTrack()
+        for n in notes:
+            track += [mido.Message("note_on", note=n, velocity=64, time=0), mido.Message("note_off", note=n, time=480)]
+        mid.tracks.append(track)
+    mid.save(tmp_path / "trio.mid")
+    _, voices = pictl.read_voices(str(tmp_path / "trio.mid"))
+    assert len(voices) == 3
+    assert sorted(round(v.notes[0].freq_hz) for v in voices) == [131, 262, 523]
+
+    (tmp_path / "duet.txt").write_text("# a duet\nA:d=4,o=5,b=120:c,e\n\nbeep -f 440 -l 200\n")
+    _, voices = pictl.read_voices(str(tmp_path / "duet.txt"))
+    assert [round(v.notes[0].freq_hz) for v in voices] == [523, 440]
+    (tmp_path / "bad.txt").write_text("A:d=4,o=5,b=120:c,e\nB:d=4,o=5,b=120:c,qq\n")
+    with pytest.raises(ApplianceError, match=r"bad\.txt:2:19: "):
+        pictl.read_voices(str(tmp_path / "bad.txt"))
