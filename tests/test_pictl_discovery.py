@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
 import textwrap
@@ -64,13 +65,15 @@ class Lan:
         p.terminate()
         p.wait(10)
 
-    def pictl(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def pictl(
+        self, *args: str, env: dict[str, str] | None = None, stdin: int = subprocess.DEVNULL
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*self.prefix, sys.executable, "-m", "pi_appliance.cli.pictl", "--browse-timeout", "2", *args],
             capture_output=True,
             text=True,
             env={**self.env, **(env or {})},
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             timeout=60,
         )
 
@@ -113,6 +116,17 @@ def test_pictl_finds_appliances(lo_netns: str, tmp_path: Path) -> None:
         assert r.returncode == 1
         assert r.stderr.count("\n") == 1 and "several appliances" in r.stderr
         assert "Buzzer @ alpha" in r.stderr and "Buzzer @ beta" in r.stderr
+        # On a terminal it lists them and asks.
+        master, slave = pty.openpty()
+        try:
+            os.write(master, b"2\n")
+            r = lan.pictl("volume", "33", stdin=slave)
+        finally:
+            os.close(master)
+            os.close(slave)
+        assert r.returncode == 0, r.stderr
+        assert "1) Buzzer @ alpha  127.0.0.1:6601" in r.stderr and "Which one [1-2]? " in r.stderr
+        assert lan.mpc(6602, "volume") == "volume: 33%\n" and lan.mpc(6601, "volume") == "volume:100%\n"
         table = lan.pictl("ls").stdout.splitlines()
         assert table[0].split()[:2] == ["NAME", "ADDRESS"] and len(table) == 3
         assert table[1].startswith("Buzzer @ alpha") and "6601" in table[1] and "lab" in table[1]
