@@ -248,3 +248,11 @@ def test_orchestra_reads_voices(tmp_path: Path) -> None:
     (tmp_path / "bad.txt").write_text("A:d=4,o=5,b=120:c,e\nB:d=4,o=5,b=120:c,qq\n")
     with pytest.raises(ApplianceError, match=r"bad\.txt:2:19: "):
         pictl.read_voices(str(tmp_path / "bad.txt"))
+
+
+def test_add_a_broken_midi_names_the_byte(tmp_path: Path) -> None:
+    """Parsed locally before any connection: a truncated MIDI file is one line naming the byte."""
+    (tmp_path / "cut.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x00\x20\x00\x90")
+    out, err, rc = pc(free_port(), "add", str(tmp_path / "cut.mid"))
+    assert rc == 1 and out == ""
+    assert err.startswith(f"pictl: {tmp_path / 'cut.mid'}: byte ") and err.count("\n") == 1
