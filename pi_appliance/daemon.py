@@ -106,8 +106,12 @@ async def run(settings: config.Settings) -> int:
                 poll_interval=settings.discovery.poll_interval,
                 interfaces=settings.discovery.interfaces or None,
             )
-            await advertiser.start()
-            parts.push_async_callback(advertiser.stop)
+            try:
+                await advertiser.start()
+            except Exception as e:  # the appliance stays usable by address: say so, do not die
+                log.error("mDNS: not advertising (%s: %s); pictl needs --host or MPD_HOST", type(e).__name__, e)
+            else:
+                parts.push_async_callback(advertiser.stop)
         # --- systemd notify (deploy work) ---
         from pi_appliance import sdnotify  # imported here to keep this part's lines together
 
