@@ -256,3 +256,22 @@ def test_add_a_broken_midi_names_the_byte(tmp_path: Path) -> None:
     out, err, rc = pc(free_port(), "add", str(tmp_path / "cut.mid"))
     assert rc == 1 and out == ""
     assert err.startswith(f"pictl: {tmp_path / 'cut.mid'}: byte ") and err.count("\n") == 1
+
+
+def test_daemon_serves_on_when_mdns_cannot_start(tmp_path: Path) -> None:
+    """mDNS that cannot bind (no such address here) is one error line; the MPD port still answers."""
+    conf = tmp_path / "c.toml"
+    conf.write_text('[discovery]\ninterfaces = ["10.9.9.9"]\n')
+    port = free_port()
+    p = start_daemon(tmp_path / "state", port, "--config", str(conf))
+    try:
+        assert ok(port, "version") == "mpd version: 0.23.5\n"
+        deadline = time.monotonic() + 10
+        log = tmp_path / "state.log"
+        while "mDNS: not advertising" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "mDNS: not advertising (OSError" in log.read_text()
+        assert ok(port, "version") == "mpd version: 0.23.5\n"
+    finally:
+        p.terminate()
+        p.wait(15)
