@@ -446,6 +446,12 @@ async def browse(
     async with AsyncZeroconf(interfaces=interfaces, ip_version=ip_version, unicast=unicast) as azc:
 
         async def resolve(type_: str, name: str) -> None:
+            try:
+                await resolve_one(type_, name)
+            except Exception as e:  # whatever a stranger on the LAN announces, pictl goes on
+                log.debug("mDNS: ignoring %r: %s", name, e)
+
+        async def resolve_one(type_: str, name: str) -> None:
             info = AsyncServiceInfo(type_, name)
             if not await info.async_request(azc.zeroconf, int(max(timeout, 0.5) * 1000)):
                 return
