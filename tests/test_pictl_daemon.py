@@ -207,6 +207,14 @@ def test_render_knock_completion(tmp_path: Path) -> None:
     assert rc == 0 and "usage: " in out, err
     r = subprocess.run([*PICTL, "completion", "bash"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and "complete " in r.stdout and "pictl" in r.stdout
+    # bash itself, with the script loaded, completes "pictl idl" (the installed pictl answers)
+    script = (
+        'source <(pictl completion bash); COMP_WORDS=(pictl idl); COMP_CWORD=1; COMP_LINE="pictl idl"; '
+        'COMP_POINT=9; _python_argcomplete pictl; echo "${COMPREPLY[@]}"'
+    )
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=30)
+    assert r.stdout.split() == ["idle", "idleloop"], r.stderr
 
 
 def test_errors_are_one_line(tmp_path: Path) -> None:
