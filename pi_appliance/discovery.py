@@ -485,14 +485,20 @@ async def browse(
             azc.zeroconf, types, handlers=[on_change], question_type=DNSQuestionType.QU if unicast else None
         )
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        started = loop.time()
+        deadline = started + timeout
+        first_at: float | None = None
         seen = 0
         try:
             while True:
                 left = deadline - loop.time()
                 if left <= 0:
                     break
-                wait = left if not found else min(left, settle)
+                if found and first_at is None:
+                    first_at = loop.time() - started
+                # A slow first answer (busy network or CPU) means the others may be slow too: wait
+                # at least twice as long as the first one took.
+                wait = left if first_at is None else min(left, max(settle, 2 * first_at))
                 changed.clear()
                 try:
                     await asyncio.wait_for(changed.wait(), wait)
