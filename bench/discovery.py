@@ -162,9 +162,12 @@ def main() -> int:
         pictl = ["-m", "pi_appliance.cli.pictl"]
         results: dict[str, list[float]] = {k: [] for k in ("ls", "naive", "mpc", "pictl_host", "pictl_mdns")}
         for _ in range(args.runs):
+            # 1.1 s apart: a responder multicasts a record at most once a second (RFC 6762 6), and also
+            # multicasts what it unicasts to a QU question, so neither may run in the other's shadow.
             results["ls"].append(b.timed([*pictl, "ls", "--first"]))
+            time.sleep(1.1)
             results["naive"].append(b.timed(["-c", NAIVE_BROWSE]))
-            time.sleep(1.1)  # neither gains from the other's answers still in a responder's rate limit
+            time.sleep(1.1)
         host = {"MPD_HOST": "127.0.0.1", "MPD_PORT": "6601"}
         for _ in range(args.runs):
             results["mpc"].append(b.play_latency(["play", "1"], host, exe="mpc"))
