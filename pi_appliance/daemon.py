@@ -88,7 +88,6 @@ async def run(settings: config.Settings) -> int:
         mpd_app = App(player, library, settings.mpd, output_info=output.info)
         parts.callback(mpd_app.close)
         mpd_server = await parts.enter_async_context(MpdServer(mpd_app))
-        del mpd_server
         # --- knock listener (knock work): pi_appliance.knock ---
         if settings.knock.enabled:
             from pi_appliance.knock.actions import PlayerActions
@@ -102,12 +101,17 @@ async def run(settings: config.Settings) -> int:
             from pi_appliance.discovery import Advertiser, advert_for
 
             advertiser = Advertiser(
-                advert_for(settings, port=settings.mpd.port, output_kind=output.info.kind),
+                # the port actually bound (the configured one, or the one port 0 picked)
+                advert_for(settings, port=(mpd_server.ports or [settings.mpd.port])[0], output_kind=output.info.kind),
                 poll_interval=settings.discovery.poll_interval,
                 interfaces=settings.discovery.interfaces or None,
             )
-            await advertiser.start()
-            parts.push_async_callback(advertiser.stop)
+            try:
+                await advertiser.start()
+            except Exception as e:  # the appliance stays usable by address: say so, do not die
+                log.error("mDNS: not advertising (%s: %s); pictl needs --host or MPD_HOST", type(e).__name__, e)
+            else:
+                parts.push_async_callback(advertiser.stop)
         # --- systemd notify (deploy work) ---
         from pi_appliance import sdnotify  # imported here to keep this part's lines together
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import ifaddr
-from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange
+from zeroconf import DNSQuestionType, InterfaceChoice, IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from pi_appliance import __version__
@@ -203,6 +203,7 @@ class Advertiser:
         self._infos: list[AsyncServiceInfo] = []
         self._addresses: list[str] = []
         self._poller: asyncio.Task[None] | None = None
+        self._announcing: list[asyncio.Future[object]] = []
         self.announcements = 0  # how many times the address records were (re)announced
 
     @property
@@ -233,8 +234,11 @@ class Advertiser:
         self._addresses = self._current_addresses()
         if not self._addresses:
             log.warning("mDNS: no non-loopback address yet; advertising once one appears")
-        server = f"{host}.local."
-        txt = a.txt()
+        # Freshly flashed Pis all answer to "raspberrypi", and python-zeroconf does not probe host names:
+        # two appliances claiming one "<host>.local." would merge their address records in every cache.
+        # The SRV target is therefore made unique with the stable id; the plain host name is in TXT.
+        server = f"{host}-{a.id}.local." if a.id else f"{host}.local."
+        txt = {**a.txt(), "host": host}
         infos = [
             AsyncServiceInfo(
                 type_,
@@ -250,7 +254,9 @@ class Advertiser:
 
         async def register(info: AsyncServiceInfo) -> None:
             # allow_name_change: a second "Buzzer @ host" becomes "Buzzer @ host-2" instead of failing.
-            await (await zc.async_register_service(info, allow_name_change=True))
+            # Returns once probing settled the name; the announcements go on (~0.7 s) in the background.
+            announcing = await zc.async_register_service(info, allow_name_change=True)
+            self._announcing.append(asyncio.ensure_future(announcing))
 
         try:
             # Both probes run at once: they take ~0.6 s each (three probes 250 ms apart).
@@ -299,6 +305,10 @@ class Advertiser:
         zc, self._zc = self._zc, None
         if zc is None:
             return
+        for f in self._announcing:
+            f.cancel()
+        await asyncio.gather(*self._announcing, return_exceptions=True)
+        self._announcing.clear()
         for info in self._infos:
             with contextlib.suppress(Exception):
                 await (await zc.async_unregister_service(info))
@@ -411,12 +421,15 @@ async def browse(
     include_mpd: bool = True,
     interfaces: list[str] | InterfaceChoice = InterfaceChoice.All,
     on_found: Callable[[Appliance], None] | None = None,
+    unicast: bool = True,
+    until: Callable[[Appliance], bool] | None = None,
 ) -> list[Appliance]:
     """Find appliances on the LAN.
 
     Waits at most ``timeout`` seconds; once something is found, ``settle`` seconds more after the
     last arrival (mDNS answers arrive within ~120 ms of a query, so this is enough to see a row of
-    Pis), or returns at once with ``first``. Plain MPD servers (``_mpd._tcp`` without our
+    Pis), or returns at once with ``first``, or as soon as one appliance satisfies ``until``.
+    Plain MPD servers (``_mpd._tcp`` without our
     ``_pi-appliance._tcp``) are listed with ``kind == "mpd"`` when ``include_mpd``.
     """
     types = [APPLIANCE_TYPE, MPD_TYPE] if include_mpd else [APPLIANCE_TYPE]
@@ -425,22 +438,34 @@ async def browse(
     changed = asyncio.Event()
     pending: set[asyncio.Task[None]] = set()
 
-    async with AsyncZeroconf(interfaces=interfaces, ip_version=ip_version) as azc:
+    # A one-shot querier (RFC 6762 5.1): queries leave from an ephemeral port and ask for unicast (QU)
+    # answers. The answers then come straight back to this process, at once: a responder answers a
+    # legacy-unicast query without its one-second multicast rate limit, ignores no "duplicate" of the
+    # last pictl's identical query, and no other mDNS stack on this host (avahi, a daemon) can
+    # receive them instead through the shared port 5353.
+    async with AsyncZeroconf(interfaces=interfaces, ip_version=ip_version, unicast=unicast) as azc:
 
         async def resolve(type_: str, name: str) -> None:
+            try:
+                await resolve_one(type_, name)
+            except Exception as e:  # whatever a stranger on the LAN announces, pictl goes on
+                log.debug("mDNS: ignoring %r: %s", name, e)
+
+        async def resolve_one(type_: str, name: str) -> None:
             info = AsyncServiceInfo(type_, name)
             if not await info.async_request(azc.zeroconf, int(max(timeout, 0.5) * 1000)):
                 return
             addrs = tuple(info.parsed_scoped_addresses())
             if not addrs or info.port is None:
                 return
-            host = (info.server or "").removesuffix(".").removesuffix(".local")
+            props = _decode_txt(info.properties)
+            host = props.get("host") or (info.server or "").removesuffix(".").removesuffix(".local")
             app = Appliance(
                 name=_instance(name, type_),
                 host=host,
                 addresses=addrs,
                 port=info.port,
-                txt=_decode_txt(info.properties),
+                txt=props,
                 kind="pi-appliance" if type_ == APPLIANCE_TYPE else "mpd",
             )
             if app.txt.get("app") == "pi-appliance":
@@ -456,16 +481,24 @@ async def browse(
             pending.add(t)
             t.add_done_callback(pending.discard)
 
-        browser = AsyncServiceBrowser(azc.zeroconf, types, handlers=[on_change])
+        browser = AsyncServiceBrowser(
+            azc.zeroconf, types, handlers=[on_change], question_type=DNSQuestionType.QU if unicast else None
+        )
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        started = loop.time()
+        deadline = started + timeout
+        first_at: float | None = None
         seen = 0
         try:
             while True:
                 left = deadline - loop.time()
                 if left <= 0:
                     break
-                wait = left if not found else min(left, settle)
+                if found and first_at is None:
+                    first_at = loop.time() - started
+                # A slow first answer (busy network or CPU) means the others may be slow too: wait
+                # at least twice as long as the first one took.
+                wait = left if first_at is None else min(left, max(settle, 2 * first_at))
                 changed.clear()
                 try:
                     await asyncio.wait_for(changed.wait(), wait)
@@ -478,6 +511,8 @@ async def browse(
                         on_found(app)
                 seen = len(found)
                 if first and found:
+                    break
+                if until is not None and any(until(a) for a in found.values()):
                     break
         finally:
             await browser.async_cancel()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,29 @@ def corpus_dir() -> Path:
     if not CORPUS.is_dir():
         pytest.fail(f"the RTTTL corpus is not at {CORPUS}: ../shared must sit beside the repository")
     return CORPUS
+
+
+@pytest.fixture
+def lo_netns() -> Iterator[str]:
+    """A network namespace of our own with only ``lo`` up (root): mDNS there reaches nobody else's tests.
+
+    Run things in it with ``ip netns exec NAME ...``; it is deleted afterwards (with whatever still runs
+    in it losing its network).
+    """
+    import os
+    import subprocess
+    import uuid
+
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root to create a network namespace")
+    need_program("ip")
+    name = f"pa{os.getpid()}{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 # --- deploy (issue 6): one debootstrap'd root per session, converged by the role, then booted ---------

@@ -144,7 +144,8 @@ async def test_poll_reannounces_on_address_change() -> None:
     """The poller notices a new address through ifaddr and announces it (fake adapters, real zeroconf)."""
     tag = f"P{os.getpid()}-{uuid.uuid4().hex[:6]}"
     # zeroconf itself binds 127.0.0.1 only; the addresses it publishes come from these fake adapters.
-    adapters = [_adapter("lo", "127.0.0.1"), _adapter("x", "10.99.0.1", index=2)]
+    # It boots with no network (no address but loopback), then DHCP gives one, then another.
+    adapters = [_adapter("lo", "127.0.0.1")]
 
     def fake() -> list[ifaddr.Adapter]:
         return adapters
@@ -157,14 +158,18 @@ async def test_poll_reannounces_on_address_change() -> None:
         await adv.start()
         try:
             name = adv.names[1]
-            await w.until(lambda: name in w.present)
+            assert adv.addresses == []
+            adapters.append(_adapter("x", "10.99.0.1", index=2))
+            await w.until(lambda: name in w.present and w.present[name].parsed_addresses() == ["10.99.0.1"])
             assert w.present[name].parsed_addresses() == ["10.99.0.1"]
             adapters[1] = _adapter("x", "10.99.0.1", "10.99.0.7", index=2)
-            before = adv.announcements
             deadline = time.monotonic() + 5
-            while adv.announcements == before and time.monotonic() < deadline:
+            while (
+                adv.addresses != ["10.99.0.1", "10.99.0.7"] or adv.announcements < 3
+            ) and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             assert adv.addresses == ["10.99.0.1", "10.99.0.7"]
+            assert adv.announcements >= 3  # registration, then one per change
             # A fresh query gets the new address record.
             async with AsyncZeroconf(interfaces=LO) as other:
                 info = AsyncServiceInfo(APPLIANCE_TYPE, name)
@@ -191,3 +196,19 @@ def test_advert_from_settings(tmp_path) -> None:
     f.write_text('[discovery]\ngroups = ["a,b"]\n')
     with pytest.raises(config.ConfigError, match=r"discovery\.groups"):
         config.load(f)
+
+
+def test_knock_modes_from_the_knock_section(tmp_path) -> None:
+    from pi_appliance import config
+
+    f = tmp_path / "c.toml"
+    f.write_text(
+        "[knock]\nenabled = true\nauth_port = 62201\n"
+        '[[knock.key]]\nid = "lab"\nfile = "/etc/pi-appliance/lab.key"\n'
+        '[[knock.sequence]]\nname = "play"\nports = ["7000", "8000", "9000"]\n'
+        "[knock.pool]\nenabled = true\nsources = [\"192.168.1.0/24\"]\n"
+    )
+    assert discovery.knock_modes(config.load(f).knock) == ("hmac", "sequence", "pool")
+    assert discovery.knock_modes(config.Settings().knock) == ()
+    f.write_text('[knock]\nenabled = true\nauth_port = 0\n[[knock.sequence]]\nname = "s"\nports = ["7000"]\n')
+    assert discovery.knock_modes(config.load(f).knock) == ("sequence",)

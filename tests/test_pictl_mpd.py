@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import wave
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -36,7 +36,8 @@ def _wav(path: Path, secs: float, freq: float, rate: int = 8000) -> None:
         )
 
 
-def _mpd(root: Path, port: int) -> subprocess.Popen[bytes]:
+def start_mpd(root: Path, port: int, prefix: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """A real mpd with three songs on 127.0.0.1:port (``prefix``: e.g. ``ip netns exec NS``)."""
     music = root / "music"
     (root / "playlists").mkdir(parents=True)
     music.mkdir()
@@ -55,15 +56,19 @@ def _mpd(root: Path, port: int) -> subprocess.Popen[bytes]:
         'audio_output {\n type "null"\n name "null"\n mixer_type "software"\n}\n'
     )
     p = subprocess.Popen(
-        [need_program("mpd"), "--no-daemon", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [*prefix, need_program("mpd"), "--no-daemon", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + 10
-    while subprocess.run(["mpc", "-p", str(port), "version"], capture_output=True).returncode != 0:
-        if time.monotonic() > deadline:
-            p.kill()
-            pytest.fail("mpd did not start")
-        time.sleep(0.05)
-    subprocess.run(["mpc", "-p", str(port), "-q", "update", "--wait"], check=True)
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run([*prefix, "mpc", "-p", str(port), "version"], capture_output=True).returncode != 0:
+            if time.monotonic() > deadline:
+                pytest.fail("mpd did not start")
+            time.sleep(0.05)
+        subprocess.run([*prefix, "mpc", "-p", str(port), "-q", "update", "--wait"], check=True)
+    except BaseException:
+        p.kill()
+        p.wait()
+        raise
     return p
 
 
@@ -71,7 +76,7 @@ def _mpd(root: Path, port: int) -> subprocess.Popen[bytes]:
 def two_mpds(tmp_path: Path) -> Iterator[tuple[int, int]]:
     need_program("mpc")
     ports = free_port(), free_port()
-    procs = [_mpd(tmp_path / f"m{i}", port) for i, port in enumerate(ports)]
+    procs = [start_mpd(tmp_path / f"m{i}", port) for i, port in enumerate(ports)]
     try:
         yield ports
     finally:

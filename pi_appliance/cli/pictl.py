@@ -16,7 +16,6 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -114,6 +113,13 @@ def _at_ns(ctx: Ctx) -> int | None:
     return getattr(ctx.args, "at_ns", None)
 
 
+def _late(ctx: Ctx, at_ns: int) -> None:
+    late_ms = (time.time_ns() - at_ns) / 1e6
+    if late_ms > 0:
+        print(f"{PROG}: {ctx.target.name} got the start instant {late_ms:.0f} ms late: give --at more time",
+              file=ctx.err)  # fmt: skip
+
+
 def cmd_play(ctx: Ctx) -> int:
     """Start playing (song N, 1-based, else the current one); --at starts at a wall-clock instant."""
     c, n = ctx.client, ctx.args.position
@@ -125,6 +131,7 @@ def cmd_play(ctx: Ctx) -> int:
         else:
             pos = n - 1
         c.playat(pos, f"{at_ns // 1_000_000_000}.{at_ns % 1_000_000_000:09d}")
+        _late(ctx, at_ns)
     elif n is None:
         c.play()
     else:
@@ -379,17 +386,25 @@ def cmd_version(ctx: Ctx) -> int:
     return 0
 
 
+def _events(ctx: Ctx) -> list[str]:
+    bad = [e for e in ctx.args.events if e not in SUBSYSTEMS]
+    if bad:
+        raise UsageError(f"unknown subsystem {bad[0]!r} (one of {', '.join(SUBSYSTEMS)})")
+    return ctx.args.events
+
+
 def cmd_idle(ctx: Ctx) -> int:
     """Wait until something changes (optionally only in the given subsystems) and print what."""
-    for s in ctx.client.idle(*ctx.args.events):
+    for s in ctx.client.idle(*_events(ctx)):
         ctx.print(s)
     return 0
 
 
 def cmd_idleloop(ctx: Ctx) -> int:
     """Print every change, forever."""
+    events = _events(ctx)
     while True:
-        for s in ctx.client.idle(*ctx.args.events):
+        for s in ctx.client.idle(*events):
             ctx.print(s)
         ctx.out.flush()
 
@@ -401,6 +416,7 @@ def cmd_orchestra_one(ctx: Ctx) -> int:
     c.add(ctx.args.voice_uri)
     at_ns = ctx.args.at_ns
     c.playat(0, f"{at_ns // 1_000_000_000}.{at_ns % 1_000_000_000:09d}")
+    _late(ctx, at_ns)
     ctx.print(f"voice {ctx.args.voice_index + 1}: {ctx.args.voice_title}")
     return 0
 
@@ -519,19 +535,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("outputs", "stats", "version"):
         add(name, MPC_COMMANDS[name])
     for name in ("idle", "idleloop"):
-        add(name, MPC_COMMANDS[name]).add_argument("events", nargs="*", choices=SUBSYSTEMS, metavar="SUBSYSTEM")
+        # (no choices=: argparse 3.11 rejects an empty nargs="*" list against them; checked in _events)
+        add(name, MPC_COMMANDS[name]).add_argument("events", nargs="*", metavar="SUBSYSTEM")
     sl = add("ls", help="list the appliances on the LAN")
     sl.add_argument("--json", action="store_true", help="as JSON")
     sl.add_argument("--mpd", action="store_true", help="include MPD servers that are not appliances")
+    sl.add_argument("--first", action="store_true", help="stop at the first one found (is anything there?)")
     so = add("orchestra", help="split a several-voice piece across the appliances found, started together")
     so.add_argument("file", metavar="FILE", help="a MIDI file (one voice per track), or text with one tune a line")
     so.add_argument("--at", metavar="WHEN", default="+2s", help="when to start (default +2s)")
-    add("render", help="render a tune locally to WAV/VCD (see pictl render --help)").add_argument(
-        "rest", nargs=argparse.REMAINDER
-    )
-    add("knock", help="send knocks to an appliance (see pictl knock --help)").add_argument(
-        "rest", nargs=argparse.REMAINDER
-    )
+    # (their arguments are passed untouched to render_main / knock_main: see main())
+    sub.add_parser("render", help="render a tune locally to WAV/VCD (pictl render --help)", add_help=False)
+    sub.add_parser("knock", help="send knocks to an appliance (pictl knock --help)", add_help=False)
     sc = add("completion", help='print a shell completion script: eval "$(pictl completion bash)"')
     sc.add_argument("shell", choices=["bash", "zsh", "fish", "tcsh"], nargs="?", default="bash")
     return p
@@ -572,24 +587,28 @@ def fan_out(
 ) -> int:
     """Run ``func`` on every target in parallel; print each one's output prefixed by its name, then who answered."""
 
-    def one(i: int, t: Target) -> tuple[int, str, str]:
+    def one(i: int, t: Target) -> tuple[int, str, str, str]:
         out, err = io.StringIO(), io.StringIO()
         a = per_target(i, args) if per_target else args
         try:
             rc = run_on(t, func, a, out, err)
-            return rc, out.getvalue(), ""
+            return rc, out.getvalue(), err.getvalue(), ""
         except Exception as e:
             if args.debug:
                 traceback.print_exc()
-            return 1, out.getvalue(), describe(e)
+            return 1, out.getvalue(), err.getvalue(), describe(e)
+
+    from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=min(32, len(targets))) as pool:
         results = list(pool.map(lambda it: one(*it), enumerate(targets)))
     ok: list[str] = []
     failed: list[str] = []
-    for t, (rc, text, error) in zip(targets, results, strict=True):
+    for t, (rc, text, warnings, error) in zip(targets, results, strict=True):
         for line in text.splitlines():
             print(f"[{t.name}] {line}")
+        for line in warnings.splitlines():
+            print(line, file=sys.stderr)
         if rc == 0 and not error:
             ok.append(t.name)
         else:
@@ -601,7 +620,7 @@ def fan_out(
 
 
 def cmd_ls(args: argparse.Namespace, browsing: Browsing) -> int:
-    apps = browsing.find(include_mpd=args.mpd)
+    apps = browsing.find(include_mpd=args.mpd, first=args.first)
     if args.json:
         print(json.dumps([a.as_dict() for a in apps], indent=2))
         return 0
@@ -662,8 +681,8 @@ def cmd_orchestra(args: argparse.Namespace, browsing: Browsing) -> int:
     if len(voices) > len(targets):
         print(f"{PROG}: {len(voices)} voices, {len(targets)} appliances: voices {len(targets) + 1}.. are left out",
               file=sys.stderr)  # fmt: skip
-    at_ns = parse_at(args.at)
     uris = [format_inline(v) for v in voices]
+    at_ns = parse_at(args.at)  # counted from now that the appliances are known
 
     def per_target(i: int, a: argparse.Namespace) -> argparse.Namespace:
         v = i % len(voices)
@@ -688,16 +707,21 @@ def dispatch(args: argparse.Namespace) -> int:
         print(argcomplete.shellcode([PROG], shell=args.shell))
         return 0
     if command == "render":
-        from pi_appliance.render import render_main
-
+        try:
+            from pi_appliance.render import render_main
+        except ImportError as e:
+            raise ApplianceError(f"render is not available in this installation ({e})") from None
         return int(render_main(args.rest) or 0)
     if command == "knock":
-        from pi_appliance.knock.client import knock_main
-
+        try:
+            from pi_appliance.knock.client import knock_main
+        except ImportError as e:
+            raise ApplianceError(f"knock is not available in this installation ({e})") from None
         return int(knock_main(args.rest) or 0)
     func = MPC_COMMANDS[command]
-    if command == "play" and args.at:
-        args.at_ns = parse_at(args.at)  # one instant for every appliance, decided before fanning out
+    timed = command == "play" and args.at
+    if timed:
+        parse_at(args.at)  # a bad --at fails before any browsing
     if command == "add":
         args.uri_resolved = [tune_uri(u)[0] for u in args.uris]  # parsed once, locally
     if args.all or args.group:
@@ -705,20 +729,50 @@ def dispatch(args: argparse.Namespace) -> int:
         if os.environ.get("MPD_HOST"):
             password = os.environ["MPD_HOST"].partition("@")[0] if "@" in os.environ["MPD_HOST"] else None
         targets = resolve_many(all_=args.all, group=args.group, browsing=browsing, password=password)
+        if timed:  # "+1s" counts from now that the appliances are known: one instant for all of them
+            args.at_ns = parse_at(args.at)
         return fan_out(targets, func, args)
     target = resolve_one(args.host, args.port, browsing)
+    if timed:
+        args.at_ns = parse_at(args.at)
     return run_on(target, func, args, sys.stdout, sys.stderr)
+
+
+#: Global options that take a value (to find where the command starts in argv).
+_VALUED = {"-h", "--host", "-p", "--port", "--group", "--timeout", "--browse-timeout", "--mdns-interfaces"}
+#: Commands whose arguments belong to another module's parser, passed through untouched.
+_PASSTHROUGH = ("render", "knock")
+
+
+def _split_passthrough(argv: list[str]) -> tuple[list[str], str, list[str]] | None:
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in _PASSTHROUGH:
+            return argv[:i], a, argv[i + 1 :]
+        if not a.startswith("-"):
+            return None
+        i += 2 if a in _VALUED else 1
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    try:
-        import argcomplete
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (argcomplete's protocol)
+        try:
+            import argcomplete
 
-        argcomplete.autocomplete(parser)
-    except ImportError:  # completion is a convenience; pictl works without it
-        pass
-    args = parser.parse_args(argv)
+            argcomplete.autocomplete(parser)
+        except ImportError:  # completion is a convenience; pictl works without it
+            pass
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough = _split_passthrough(argv)
+    if passthrough is not None:
+        head, command, rest = passthrough
+        args = parser.parse_args([*head, command])
+        args.rest = rest
+    else:
+        args = parser.parse_args(argv)
     if args.command is None:
         args.command = "status"
     for attr, default in (("wait", False), ("at", None)):

@@ -6,12 +6,10 @@ the user typed (or did not type) into targets, browsing mDNS only when needed.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import os
 import socket
 import sys
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +54,11 @@ class Browsing:
     settle: float = 0.4
     interfaces: str | None = None
 
-    def find(self, *, first: bool = False, include_mpd: bool = False) -> list[Appliance]:
+    def find(
+        self, *, first: bool = False, include_mpd: bool = False, until: Callable[[Appliance], bool] | None = None
+    ) -> list[Appliance]:
+        import asyncio
+
         from pi_appliance import discovery
 
         return asyncio.run(
@@ -65,6 +67,7 @@ class Browsing:
                 settle=self.settle,
                 first=first,
                 include_mpd=include_mpd,
+                until=until,
                 interfaces=discovery.browse_interfaces(self.interfaces),
             )
         )
@@ -115,7 +118,9 @@ def lookup(name: str, port: int | None, password: str | None, browsing: Browsing
     mdns_looking = name.lower().rstrip(".").endswith(".local") or any(c.isspace() for c in name)
     if not mdns_looking and _resolves(name):
         return Target(name, port or DEFAULT_PORT, password)
-    apps = [a for a in browsing.find(include_mpd=True) if a.matches(name)]
+    # An instance name is unique on the link (mDNS sees to it): the first answer with it settles it.
+    exact = name.rstrip(".").casefold()
+    apps = [a for a in browsing.find(include_mpd=True, until=lambda a: a.name.casefold() == exact) if a.matches(name)]
     if not apps:
         raise TargetError(f"no appliance called {name!r} answered on the LAN (try: pictl ls)")
     if len(apps) > 1:
@@ -194,6 +199,8 @@ def config_path(env: dict[str, str] | None = None) -> Path:
 
 def load_groups(path: Path) -> dict[str, list[str]]:
     """``[groups]`` of pictl's config: ``lab = ["pi-01", "10.0.0.7:6600", "Buzzer @ pi-03"]``."""
+    import tomllib
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
