@@ -50,17 +50,18 @@ def test_pictl_status_answers_inside_the_root(booted_appliance):
     wait_active(m)
     if importlib.util.find_spec("pi_appliance.cli.pictl") is not None:
         proc = m.run("/opt/pi-appliance/venv/bin/pictl", "--host", "127.0.0.1", "--port", "6600", "status", check=False)
+        print(f"pictl status inside the booted root:\n{proc.stdout}")
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        out = proc.stdout
-    else:  # pictl is not built yet: ask with python-mpd2 from the same venv, as pictl would
+        assert "volume:" in proc.stdout, proc.stdout  # mpc's status layout
+    else:  # pictl is not on this branch yet: ask with python-mpd2 from the same venv, as pictl would
         program = (
             "import mpd; c = mpd.MPDClient(); c.connect('127.0.0.1', 6600); "
             "print(c.mpd_version); print(c.status()); c.disconnect()"
         )
         proc = m.run("/opt/pi-appliance/venv/bin/python", "-c", program, check=False)
+        print(f"python-mpd2 status inside the booted root (no pictl yet):\n{proc.stdout}")
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        out = proc.stdout
-    assert "state" in out, out
+        assert "'state': 'stop'" in proc.stdout, proc.stdout
 
 
 def test_sigterm_stops_cleanly(booted_appliance):
