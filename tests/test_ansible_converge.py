@@ -7,7 +7,11 @@ from __future__ import annotations
 import stat
 import subprocess
 
+import pytest
 from conftest import ROOT
+
+# Longer than pyproject's 300 s: the first test also builds the cached root (debootstrap) and converges twice.
+pytestmark = pytest.mark.timeout(1500)
 
 
 def chroot(root, *cmd: str) -> subprocess.CompletedProcess[str]:

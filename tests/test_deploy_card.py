@@ -296,6 +296,7 @@ def test_handover_waits_for_ssh_then_hands_the_host_to_the_playbook():
         srv.close()
 
 
+@pytest.mark.timeout(900)  # builds the cached root when it is absent
 def test_firstrun_script_does_its_job_in_a_debian_root(tmp_path, keypair):
     """Bookworm's path without Imager's helpers: run firstrun.sh in a chroot of the cached root."""
     import deploy_rootfs

@@ -9,6 +9,9 @@ import importlib.util
 
 import pytest
 
+# Longer than pyproject's 300 s: the first test may build, converge and boot the root.
+pytestmark = pytest.mark.timeout(1500)
+
 UNIT = "pi-appliance.service"
 DROPIN = "/etc/systemd/system/pi-appliance.service.d/90-watchdog-test.conf"
 
