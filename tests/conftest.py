@@ -67,7 +67,9 @@ def converged_root(tmp_path_factory: pytest.TempPathFactory, deploy_wheelhouse: 
             root = stack.enter_context(deploy_rootfs.scratch_root(base / "scratch"))
         except RuntimeError as e:
             pytest.fail(str(e))
-        inventory = deploy_rootfs.chroot_inventory(base / "inventory.yml", root, deploy_wheelhouse)
+        inventory = deploy_rootfs.chroot_inventory(
+            base / "inventory.yml", root, deploy_wheelhouse, pi_appliance_ntp_servers=["192.0.2.123"]
+        )
         first = deploy_rootfs.run_playbook(inventory, "pi-chroot")
         second = deploy_rootfs.run_playbook(inventory, "pi-chroot") if first.rc == 0 else first
         yield root, inventory, first, second

@@ -71,8 +71,10 @@ def test_config_unit_and_user(converged_root):
     (line,) = [x for x in passwd.splitlines() if x.startswith("pi-appliance:")]
     uid, home, shell = int(line.split(":")[2]), line.split(":")[5], line.split(":")[6]
     assert uid < 1000 and home == "/var/lib/pi-appliance" and shell == "/usr/sbin/nologin"
-    assert (root / "usr" / "sbin" / "chronyd").exists()
-    assert (root / "etc" / "chrony" / "conf.d" / "pi-appliance.conf").exists()
+    # chrony is installed and its parser takes the fleet's server from the role's conf.d file.
+    proc = chroot(root, "chronyd", "-p")
+    assert proc.returncode == 0, proc.stderr
+    assert "server 192.0.2.123 iburst" in proc.stdout, proc.stdout
 
 
 def test_deployed_unit_verifies_and_scores(converged_root):
