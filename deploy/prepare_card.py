@@ -254,6 +254,7 @@ def firstrun_sh(fb: FirstBoot) -> str:
         '      usermod -l "$NEW_USER" "$FIRSTUSER"',
         '      usermod -m -d "/home/$NEW_USER" "$NEW_USER"',
         '      groupmod -n "$NEW_USER" "$FIRSTUSER"',
+        '      sed -i "s/^$FIRSTUSER:/$NEW_USER:/" /etc/subuid /etc/subgid 2>/dev/null',
         "   fi",
         "fi",
         'NEW_HOME=$(getent passwd "$NEW_USER" | cut -d: -f6)',
