@@ -105,7 +105,11 @@ def render_dropin(backend: str, port: int = 6600, raw: bool = False, privileged:
     [
         ("sim", {"backend": "sim"}, []),
         ("pigpio", {"backend": "pigpio"}, ["Wants=pigpiod.service"]),
-        ("gpiozero", {"backend": "gpiozero"}, ["DeviceAllow=char-gpiochip rw", "SupplementaryGroups=gpio"]),
+        (
+            "gpiozero",
+            {"backend": "gpiozero"},
+            ["DeviceAllow=char-gpiochip rw", "SupplementaryGroups=gpio", "LG_WD=/run/pi-appliance"],
+        ),
         ("port 600", {"backend": "sim", "port": 600}, ["AmbientCapabilities=CAP_NET_BIND_SERVICE"]),
         ("raw knocks", {"backend": "sim", "raw": True}, ["AmbientCapabilities=CAP_NET_RAW", "AF_PACKET"]),
     ],
