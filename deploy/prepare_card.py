@@ -371,7 +371,7 @@ class Bootfs:
         self.directory = target.is_dir()
         self.offset = 0 if self.directory else fat_offset(target, partition)
         if not self.directory:
-            for tool in ("mcopy", "mtype", "mdir"):
+            for tool in ("mcopy", "mtype", "mdir", "mdel"):
                 if shutil.which(tool) is None:
                     raise CardError(f"{tool} not found: install mtools (apt-get install mtools)")
 
@@ -379,7 +379,7 @@ class Bootfs:
         return f"{self.target}@@{self.offset}" if self.offset else str(self.target)
 
     def _mtools(self, *args: str, input_bytes: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-        env = dict(os.environ, MTOOLS_SKIP_CHECK="1", MTOOLS_NO_VFAT="0")
+        env = dict(os.environ, MTOOLS_SKIP_CHECK="1")  # cards formatted by other tools have odd geometry
         return subprocess.run([*args], input=input_bytes, capture_output=True, env=env, check=False)
 
     def read(self, name: str) -> bytes | None:
