@@ -53,7 +53,7 @@ def test_the_unit_becomes_active_through_ready(booted_appliance):
     assert owner[0] == "pi-appliance", owner
 
 
-def test_pictl_status_answers_inside_the_root(booted_appliance):
+def test_pictl_status_and_play_inside_the_root(booted_appliance):
     m = booted_appliance
     wait_active(m)
     if importlib.util.find_spec("pi_appliance.cli.pictl") is not None:
@@ -61,15 +61,22 @@ def test_pictl_status_answers_inside_the_root(booted_appliance):
         print(f"pictl status inside the booted root:\n{proc.stdout}")
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "volume:" in proc.stdout, proc.stdout  # mpc's status layout
+        # And the README's last step: it plays (on the simulator: this root is no Pi).
+        play = m.run(
+            "/opt/pi-appliance/venv/bin/pictl", "--host", "127.0.0.1", "--port", "6600", "play", "1", check=False
+        )
+        print(f"pictl play 1:\n{play.stdout}")
+        assert play.returncode == 0 and "[playing]" in play.stdout, play.stdout + play.stderr
     else:  # pictl is not on this branch yet: ask with python-mpd2 from the same venv, as pictl would
         program = (
             "import mpd; c = mpd.MPDClient(); c.connect('127.0.0.1', 6600); "
-            "print(c.mpd_version); print(c.status()); c.disconnect()"
+            "print(c.mpd_version); print(c.status()); c.play(0); print(c.status()['state']); c.disconnect()"
         )
         proc = m.run("/opt/pi-appliance/venv/bin/python", "-c", program, check=False)
         print(f"python-mpd2 status inside the booted root (no pictl yet):\n{proc.stdout}")
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "'state': 'stop'" in proc.stdout, proc.stdout
+        assert proc.stdout.splitlines()[-1] == "play", proc.stdout  # and it plays (on the simulator)
 
 
 def test_sigterm_stops_cleanly(booted_appliance):
