@@ -73,17 +73,47 @@ async def run(settings: config.Settings) -> int:
         output = await open_output(settings.output, state_dir=state_dir)
         parts.push_async_callback(output.close)
         # --- library + player (MPD work): pi_appliance.library, pi_appliance.player ---
+        from pi_appliance.library import Library
+        from pi_appliance.player import Player
+        from pi_appliance.state import StateStore
+
+        library = Library(state_dir)
+        player = Player(output, library, StateStore(state_dir))
+        await player.start()
+        parts.push_async_callback(player.close)
         # --- MPD server (MPD work): pi_appliance.mpd.server ---
+        from pi_appliance.mpd.app import App
+        from pi_appliance.mpd.server import MpdServer
+
+        mpd_app = App(player, library, settings.mpd, output_info=output.info)
+        parts.callback(mpd_app.close)
+        mpd_server = await parts.enter_async_context(MpdServer(mpd_app))
+        del mpd_server
         # --- knock listener (knock work): pi_appliance.knock ---
+        if settings.knock.enabled:
+            from pi_appliance.knock.actions import PlayerActions
+            from pi_appliance.knock.service import KnockService
+
+            knock = KnockService(settings.knock, PlayerActions(player), state_dir)
+            await knock.start()  # fails closed (KnockError) on a readable key, a port it may not bind...
+            parts.push_async_callback(knock.close)
         # --- mDNS (fleet work): pi_appliance.discovery ---
+        if settings.discovery.enabled:
+            from pi_appliance.discovery import Advertiser, advert_for
+
+            advertiser = Advertiser(
+                advert_for(settings, port=settings.mpd.port, output_kind=output.info.kind),
+                poll_interval=settings.discovery.poll_interval,
+                interfaces=settings.discovery.interfaces or None,
+            )
+            await advertiser.start()
+            parts.push_async_callback(advertiser.stop)
         # --- systemd notify (deploy work) ---
         from pi_appliance import sdnotify  # imported here to keep this part's lines together
 
         # READY=1 only now that every socket is bound; the watchdog is fed from this event loop, so a
         # stuck loop gets the daemon restarted; STOPPING=1 first on the way out (the stack unwinds).
         await parts.enter_async_context(sdnotify.lifecycle(status=f"serving MPD on port {settings.mpd.port}"))
-        del parts
-        raise ApplianceError("the daemon's parts are not built yet")
         await stop.wait()
     return 0
 

@@ -786,6 +786,8 @@ class Player:
         for start, end in ranges:
             if start < 0 or end < start or start > n:
                 raise BadSongIndex()
+        if all(min(end, n) <= start for start, end in ranges):
+            return  # nothing to change: MPD raises no event either
         with self._editing():
             for start, end in ranges:
                 for pos in range(start, min(end, n)):

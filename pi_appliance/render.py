@@ -63,16 +63,17 @@ def load_tune(arg: str) -> Tune:
     parse_tune = getattr(music, "parse_tune", None)
     if parse_tune is None:
         raise ApplianceError("this build has no tune parsers (pi_appliance.music.parse_tune)")
-    if arg.startswith(INLINE):
-        parse_inline = getattr(music, "parse_inline", None)
-        if parse_inline is not None:
-            return parse_inline(arg)
-        scheme, _, body = arg.partition(":")
-        return parse_tune(body, scheme)
     try:
+        if arg.startswith(INLINE):
+            parse_inline = getattr(music, "parse_inline", None)
+            tune = parse_inline(arg) if parse_inline is not None else None
+            if tune is None:
+                scheme, _, body = arg.partition(":")
+                tune = parse_tune(body, scheme)
+            return tune
         return parse_tune(data)
     except TuneError as e:
-        raise ApplianceError(f"{arg}: {e}") from None
+        raise ApplianceError(f"{'inline tune' if arg.startswith(INLINE) else arg}: {e}") from None
 
 
 def render_main(argv: Sequence[str]) -> int:

@@ -9,6 +9,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pi_appliance.library import (
     BadIndex,
@@ -265,3 +267,85 @@ def test_playlist_length_limit(tmp_path: Path) -> None:
     with pytest.raises(PlaylistTooLarge):
         lib.save_playlist("q", ["a", "b", "c"])
     assert lib.playlist("p") == ["a", "b"]
+
+
+# --- playlists against a model (hypothesis) -----------------------------------------------------
+
+_names = st.sampled_from(["a", "b", "c"])
+_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("save"), _names, st.lists(st.sampled_from(["x", "y", "z"]), max_size=3), st.booleans()),
+        st.tuples(st.just("add"), _names, st.sampled_from(["x", "y"])),
+        st.tuples(st.just("delete"), _names),
+        st.tuples(st.just("rename"), _names, _names),
+        st.tuples(st.just("clear"), _names),
+        st.tuples(st.just("del_at"), _names, st.integers(-1, 3)),
+        st.tuples(st.just("move"), _names, st.integers(-1, 3), st.integers(-1, 3)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_ops)
+def test_playlists_behave_like_a_dict_of_lists(tmp_path_factory: pytest.TempPathFactory, ops: list[tuple]) -> None:
+    lib = Library(tmp_path_factory.mktemp("pl"), max_playlist_length=4)
+    model: dict[str, list[str]] = {}
+    for op, name, *args in ops:
+        expected: type[Exception] | None = None
+        if op == "save":
+            uris, replace = args
+            if name in model and not replace:
+                expected = PlaylistExists
+            elif len(uris) > 4:
+                expected = PlaylistTooLarge
+            else:
+                model[name] = list(uris)
+            method, call_args, kw = "save_playlist", (name, uris), {"replace": replace}
+        elif op == "add":
+            if len(model.get(name, [])) >= 4:
+                expected = PlaylistTooLarge
+            else:
+                model.setdefault(name, []).append(args[0])
+            method, call_args, kw = "playlist_add", (name, args[0]), {}
+        elif op == "delete":
+            if name not in model:
+                expected = NoSuchPlaylist
+            model.pop(name, None)
+            method, call_args, kw = "delete_playlist", (name,), {}
+        elif op == "rename":
+            new = args[0]
+            if name not in model:
+                expected = NoSuchPlaylist
+            elif new in model:
+                expected = PlaylistExists
+            else:
+                model[new] = model.pop(name)
+            method, call_args, kw = "rename_playlist", (name, new), {}
+        elif op == "clear":
+            model[name] = []
+            method, call_args, kw = "playlist_clear", (name,), {}
+        elif op == "del_at":
+            pos = args[0]
+            if name not in model:
+                expected = NoSuchPlaylist
+            elif not 0 <= pos < len(model[name]):
+                expected = BadIndex
+            else:
+                del model[name][pos]
+            method, call_args, kw = "playlist_delete", (name, pos), {}
+        else:
+            a, b = args
+            if name not in model:
+                expected = NoSuchPlaylist
+            elif not (0 <= a < len(model[name]) and 0 <= b < len(model[name])):
+                expected = BadIndex
+            else:
+                model[name].insert(b, model[name].pop(a))
+            method, call_args, kw = "playlist_move", (name, a, b), {}
+        if expected is None:
+            getattr(lib, method)(*call_args, **kw)
+        else:
+            with pytest.raises(expected):
+                getattr(lib, method)(*call_args, **kw)
+        assert {p.name: lib.playlist(p.name) for p in lib.playlists()} == model

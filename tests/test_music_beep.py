@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pi_appliance.music import MAX_NOTES, Note, Tune, TuneError, format_beep, parse_beep
+from pi_appliance.music import MAX_DURATION_US, MAX_NOTES, Note, Tune, TuneError, format_beep, parse_beep
 
 
 def notes(text: str) -> list[tuple[float, int]]:
@@ -120,7 +120,7 @@ ms_notes = st.lists(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(ms_notes)
 def test_format_beep_round_trips_whole_milliseconds(raw: list[tuple[float, int]]) -> None:
     merged: list[Note] = []
@@ -134,10 +134,14 @@ def test_format_beep_round_trips_whole_milliseconds(raw: list[tuple[float, int]]
     if not any(n.freq_hz for n in merged):
         return
     tune = Tune("t", tuple(merged), "x")
+    if tune.duration_us > MAX_DURATION_US:
+        with pytest.raises(TuneError):
+            format_beep(tune)
+        return
     assert parse_beep(format_beep(tune)).notes == tune.notes
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.floats(1, 20_000), st.integers(0, 2_000_000)), min_size=1, max_size=30))
 def test_format_beep_rounds_on_the_running_time(raw: list[tuple[float, int]]) -> None:
     tune = Tune("t", tuple(Note(f, d) for f, d in raw), "x")
@@ -149,10 +153,29 @@ def test_format_beep_rounds_on_the_running_time(raw: list[tuple[float, int]]) ->
     assert abs(back.duration_us - tune.duration_us) <= 500  # never drifts, however many notes
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.sampled_from(" -fldrDnsceh0123456789.x-beep"), max_size=60))
 def test_any_text_gives_a_tune_or_a_positioned_tune_error(text: str) -> None:
     try:
         parse_beep(text)
     except TuneError as e:
         assert e.position is not None and 0 <= e.position <= len(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["-f", "-l", "-r", "-d", "-D"]), st.text(min_size=1, max_size=8).filter(lambda v: v.split() == [v])
+)
+def test_any_option_value(opt: str, value: str) -> None:
+    for text in (f"{opt} {value}", f"{opt}{value}"):
+        try:
+            parse_beep(text)
+        except TuneError as e:
+            assert e.position is not None
+
+
+def test_unicode_and_python_only_numbers_are_refused() -> None:
+    for text in ("-f \u0664\u0664\u0660", "-l \u00b2", "-f 1_000", "-f infinity", "-f 0x10", "-r \u0661"):
+        with pytest.raises(TuneError):
+            parse_beep(text)
+    assert notes("-f 1e3 -l 5") == [(1000.0, 5)]  # %f reads exponents

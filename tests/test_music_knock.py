@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pi_appliance.music import Note, TuneError, format_rtttl, parse_rtttl, parse_ticks, parse_tune
@@ -74,6 +74,7 @@ def test_bad_parameters_and_limits() -> None:
         parse_ticks(b"1\xff")
 
 
+@settings(deadline=None)
 @given(st.lists(st.booleans(), min_size=1, max_size=300), st.integers(1, 1000), st.floats(1, 20_000))
 def test_property_runs(bits: list[bool], tick_ms: int, freq: float) -> None:
     if not any(bits):

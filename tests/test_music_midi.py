@@ -216,7 +216,7 @@ def skyline_by_brute_force(notes: list[tuple[int, int, int]], us_per_tick: int) 
     return [(float(f), int(d)) for f, d in out]
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(note_lists())
 def test_skyline_matches_a_brute_force_model(notes: list[tuple[int, int, int]]) -> None:
     events = sorted([(s, 1, p) for s, _, p in notes] + [(s + d, 0, p) for s, d, p in notes], key=lambda e: (e[0], e[1]))
@@ -228,7 +228,7 @@ def test_skyline_matches_a_brute_force_model(notes: list[tuple[int, int, int]]) 
     assert pairs(data) == skyline_by_brute_force(notes, 5000)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_damaged_files_give_a_tune_or_a_tune_error(data: st.DataObject) -> None:
     good = bytearray(smf([Meta("set_tempo", tempo=400_000)], [on(60), on(64, 100), off(60, 100), off(64, 50)]))

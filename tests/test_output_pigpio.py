@@ -222,3 +222,28 @@ async def test_simulator_killed_mid_tune_then_restarted():
         await o.close()
         proc.kill()
         proc.wait(timeout=10)
+
+
+async def test_simulator_killed_while_idle_costs_nothing_and_play_reconnects():
+    port = free_port()
+    proc = start_sim_process(port)
+    o = PigpioOutput("127.0.0.1", port, GPIO, poll_s=0.01)
+    lst = Listener()
+    o.set_listener(lst)
+    try:
+        await o.open()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        cpu = time.process_time()
+        await asyncio.sleep(0.5)
+        assert time.process_time() - cpu < 0.25  # no thread spinning on the dead socket
+        with pytest.raises(OutputError, match=r"127\.0\.0\.1"):
+            await o.play(melody(3))
+        proc = start_sim_process(port)
+        await o.play(melody(3, 50_000))
+        await lst.wait(10)
+        assert lst.finished == 1
+    finally:
+        await o.close()
+        proc.kill()
+        proc.wait(timeout=10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -93,3 +94,50 @@ async def test_explicit_pigpio_that_is_not_there_raises():
 async def test_explicit_gpiozero_with_a_bad_factory_raises():
     with pytest.raises(OutputError, match="no pin factory"):
         await select.open_output(OutputSettings(kind="gpiozero", gpiozero_pin_factory="nosuch"))
+
+
+def test_output_settings_errors_name_the_key(tmp_path):
+    from pi_appliance import config
+    from pi_appliance.errors import ConfigError
+
+    for body, key in (
+        ('[output]\nkind = "pigpio"\ngpio = 40\n', "output.gpio"),
+        ("[output]\npigpio_port = 0\n", "output.pigpio_port"),
+        ("[output]\nsim_port = 70000\n", "output.sim_port"),
+        ('[output]\nkind = "buzzer"\n', "output.kind"),
+    ):
+        path = tmp_path / "c.toml"
+        path.write_text(body)
+        with pytest.raises(ConfigError) as e:
+            config.load(path)
+        assert e.value.key == key
+
+
+async def test_four_simulated_outputs_start_together_at_a_wall_clock_instant(tmp_path):
+    """What the fleet test does with four daemons: same at_ns, first edges within 2 ms in wall time."""
+    outs = []
+    try:
+        for i in range(4):
+            d = tmp_path / f"d{i}"
+            d.mkdir()
+            outs.append(await select.open_output(OutputSettings(kind="sim"), state_dir=d))
+        listeners = [Listener() for _ in outs]
+        for o, lst in zip(outs, listeners, strict=True):
+            o.set_listener(lst)
+        at = time.time_ns() + 500_000_000
+        tune = Tune("t", (Note(1000.0, 100_000),))
+        await asyncio.gather(*(o.play(tune, at_ns=at) for o in outs))
+        await asyncio.gather(*(asyncio.wait_for(lst.event.wait(), 10) for lst in listeners))
+        firsts = []
+        for i, o in enumerate(outs):
+            rise = next(t for t, lv in o.sim.edges(18) if lv)
+            firsts.append(o.sim.wall_ns_of_tick(rise))
+            # the same instant as the daemon's sim-edges.jsonl reports it
+            lines = (tmp_path / f"d{i}" / select.SIM_EDGES_FILE).read_text().splitlines()
+            first = next(x for x in map(json.loads, lines[1:]) if x.get("level") == 1)
+            assert first["wall_ns"] == firsts[-1]
+        assert max(firsts) - min(firsts) < 2_000_000
+        assert all(abs(f - at) < 2_000_000 for f in firsts)
+    finally:
+        for o in outs:
+            await o.close()

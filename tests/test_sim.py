@@ -224,6 +224,9 @@ def test_vcd_and_wav_record_the_pin(tmp_path):
     edges, comments = read_vcd(vcd)
     assert len(edges["gpio18"]) == 880 and edges["gpio18"][0] == (20, 1)
     assert int(comments["tick0_wall_ns"]) > 1_600_000_000 * 10**9
+    show = subprocess.run([need_program("sigrok-cli"), "-I", "vcd", "-i", str(vcd), "--show"],
+                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    assert "gpio18: logic" in show.stdout and "Samplerate: 1000000" in show.stdout
     r = subprocess.run([need_program("soxi"), "-D", str(wav)], capture_output=True, text=True, timeout=20, check=True)
     assert abs(float(r.stdout) - 1.0) < 0.02  # sox reads it: one second of audio
     with wave.open(str(wav)) as w:

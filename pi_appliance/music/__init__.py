@@ -36,9 +36,10 @@ def detect_format(data: str | bytes) -> str:
         text_head = data[:64].lstrip()
     if text_head.startswith("-") or text_head.split(None, 1)[:1] == ["beep"]:
         return "beep"
-    body = data if isinstance(data, str) else data.decode("ascii", "replace")
-    if body.strip() and not body.strip(" \t\r\n01"):
-        return "knock"
+    if len(data) <= MAX_TEXT_BYTES:  # larger text is no tune anyway: leave the rejection to the parser
+        body = data if isinstance(data, str) else data.decode("ascii", "replace")
+        if body.strip() and not body.strip(" \t\r\n01"):
+            return "knock"
     return "rtttl"
 
 
@@ -60,11 +61,12 @@ def parse_tune(data: str | bytes, format: str | None = None) -> Tune:
     raise TuneError(f"unknown tune format {fmt!r} (known: {', '.join(FORMATS)})", None)
 
 
-def parse_score(data: bytes, **options: object) -> Score:
-    """The voices of a MIDI file as a Score (see :func:`pi_appliance.music.midi.parse_midi_score`)."""
+def parse_score(data: bytes, *, min_note_us: int = 0, by: str = "auto") -> Score:
+    """The voices of a MIDI file as a Score, one per track (or channel), all on one clock
+    (see :func:`pi_appliance.music.midi.parse_midi_score`)."""
     from pi_appliance.music.midi import parse_midi_score
 
-    return parse_midi_score(data, **options)  # type: ignore[arg-type]
+    return parse_midi_score(data, min_note_us=min_note_us, by=by)
 
 
 def parse_inline(uri: str) -> Tune | None:

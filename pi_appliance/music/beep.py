@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pi_appliance.music.model import MAX_DURATION_US, MAX_FREQ_HZ, MAX_NOTES, Note, Tune, TuneError
+from pi_appliance.music.model import MAX_DURATION_US, MAX_FREQ_HZ, MAX_NOTES, Note, Tune, TuneError, check_limits
 from pi_appliance.music.rtttl import decode_text
 
 MAX_VALUE = 300_000
@@ -44,8 +44,12 @@ def _words(text: str) -> Iterator[tuple[str, int]]:
         yield m.group(), m.start()
 
 
+_UINT_RE = re.compile(r"[0-9]+")
+_FLOAT_RE = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")  # what %f reads, less inf/nan
+
+
 def _uint(value: str, opt: str, pos: int) -> int:
-    if not value.isascii() or not value.isdigit():
+    if not _UINT_RE.fullmatch(value):
         raise TuneError(f"{opt} needs a whole number 0..{MAX_VALUE}, got {value!r}", pos, token=value)
     n = int(value)
     if n > MAX_VALUE:
@@ -54,11 +58,8 @@ def _uint(value: str, opt: str, pos: int) -> int:
 
 
 def _freq(value: str, pos: int) -> float:
-    try:
-        f = float(value)
-    except ValueError:
-        f = math.nan
-    if not math.isfinite(f) or value.strip().lower() in ("inf", "nan"):
+    f = float(value) if _FLOAT_RE.fullmatch(value) else math.nan
+    if not math.isfinite(f):
         raise TuneError(f"-f needs a frequency in Hz, got {value!r}", pos, token=value)
     if not 0 < f <= MAX_FREQ_HZ:
         raise TuneError(f"-f must be above 0 and at most {MAX_FREQ_HZ:g} Hz, got {value!r}", pos, token=value)
@@ -157,8 +158,10 @@ def format_beep(tune: Tune) -> str:
 
     beep counts whole milliseconds, so note ends are rounded to the millisecond on the tune's
     running time (no drift); frequencies are written exactly. Leading rests use a zero-length tone.
-    Raises TuneError for a tune without tones or with a tone or rest longer than 300 s.
+    Raises TuneError for a tune without tones, with a tone or rest longer than 300 s, or beyond the
+    limits (5000 notes, 30 minutes), so that whatever it returns parses back.
     """
+    check_limits(tune.notes, 0)  # what beep text could say but no parser here would read back
     parts: list[str] = []
     t_us = 0
     t_ms = 0

@@ -37,7 +37,8 @@ PITCHES: tuple[float, ...] = tuple(440.0 * 2.0 ** ((m - 69) / 12) for m in range
 
 _SEMITONE = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11, "h": 11}
 _NAMES = ("c", "c#", "d", "d#", "e", "f", "f#", "g", "g#", "a", "a#", "b")
-_NOTE_RE = re.compile(r"(\d{1,2})?([a-hp])([#_])?(\.)?(\d)?(\.)?")
+_NOTE_RE = re.compile(r"(\d{1,2})?([a-hp])([#_])?(\.)?(\d)?(\.)?", re.ASCII)  # ASCII: no '٤' or '²'
+_UINT_RE = re.compile(r"[0-9]+")
 _WS_RE = re.compile(r"\s+")
 _LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
 # Units of 1/256 whole note; whole note = 240e6 / bpm µs, so one unit = 937 500 / bpm µs.
@@ -68,6 +69,15 @@ def _tokens(text: str, start: int, end: int) -> Iterator[tuple[str, int]]:
         pos = stop + 1
 
 
+def _plain_tokens(text: str, start: int) -> Iterator[tuple[str, int]]:
+    """Tokens of text[start:] when it holds no whitespace at all."""
+    pos = start
+    for tok in text[start:].split(","):
+        if tok:
+            yield tok, pos
+        pos += len(tok) + 1
+
+
 def _check_size(text: str) -> None:
     if len(text) > MAX_TEXT_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
         raise TuneError(f"tune text too long: more than {MAX_TEXT_BYTES} bytes", MAX_TEXT_BYTES)
@@ -94,19 +104,50 @@ def _parse_defaults(text: str, start: int, end: int) -> tuple[int, int, int]:
         if not eq or not key:
             raise TuneError(f"defaults: expected key=value, got {tok!r}", pos, token=tok)
         if key == "d":
-            if not value.isdigit() or int(value) not in DURATIONS:
-                raise TuneError(f"defaults: duration must be one of {DURATIONS}, got {value!r}", pos, token=tok)
+            if not _UINT_RE.fullmatch(value) or int(value) not in DURATIONS:
+                raise TuneError(f"defaults: duration must be one of {DURATIONS}: {tok!r}", pos, token=tok)
             d = int(value)
         elif key == "o":
-            if len(value) != 1 or not value.isdigit():
-                raise TuneError(f"defaults: octave must be a digit 0..9, got {value!r}", pos, token=tok)
+            if not _UINT_RE.fullmatch(value) or len(value) != 1:
+                raise TuneError(f"defaults: octave must be a digit 0..9: {tok!r}", pos, token=tok)
             o = int(value)
         elif key == "b":
-            if not value.isdigit() or not 1 <= int(value) <= MAX_BPM:
-                raise TuneError(f"defaults: tempo must be 1..{MAX_BPM} beats per minute, got {value!r}", pos, token=tok)
+            if not _UINT_RE.fullmatch(value) or not 1 <= int(value) <= MAX_BPM:
+                raise TuneError(f"defaults: tempo must be 1..{MAX_BPM} beats per minute: {tok!r}", pos, token=tok)
             b = int(value)
         # Unknown keys (s=, l=, v= of RTX and RTTTL 1.1) are ignored, as the Nokia text asks.
     return d, o, b
+
+
+class _BadToken(Exception):
+    """A note token that does not parse; the caller adds its number and position."""
+
+
+def _read_token(tok: str, d: int, o: int) -> tuple[int, float]:
+    """(units of 1/256 whole note, Hz or 0 for a rest) of one whitespace-free note token."""
+    m = _NOTE_RE.fullmatch(tok.lower())
+    if m is None:
+        raise _BadToken(f"cannot parse {tok!r}")
+    dur_s, letter, sharp, dot1, octave_s, dot2 = m.groups()
+    if dot1 and dot2:
+        raise _BadToken(f"two dots in {tok!r}")
+    dur = int(dur_s) if dur_s else d
+    if dur not in _UNITS:
+        raise _BadToken(f"duration must be one of {DURATIONS}: {tok!r}")
+    units = _DOTTED_UNITS[dur] if (dot1 or dot2) else _UNITS[dur]
+    if letter == "p":
+        if sharp:
+            raise _BadToken(f"a rest cannot be sharp: {tok!r}")
+        return units, 0.0
+    octave = int(octave_s) if octave_s else o
+    return units, PITCHES[12 * (octave + 1) + _SEMITONE[letter] + (1 if sharp else 0)]
+
+
+# Real tunes repeat a few dozen tokens and note values; caching them doubles the parse speed. Both
+# caches are bounded (cleared when full), so no input can grow them without limit.
+_TOKEN_CACHE: dict[tuple[str, int, int], tuple[int, float]] = {}
+_NOTE_CACHE: dict[tuple[float, int], Note] = {}
+_CACHE_MAX = 4096
 
 
 def parse_rtttl(data: str | bytes) -> Tune:
@@ -123,32 +164,40 @@ def parse_rtttl(data: str | bytes) -> Tune:
     t_prev = 0
     tones = 0
     n = 0
-    for tok, pos in _tokens(text, c2 + 1, len(text)):
+    token_cache, note_cache = _TOKEN_CACHE, _NOTE_CACHE
+    if _WS_RE.search(text, c2 + 1) is None:  # the common case: split once, offsets by arithmetic
+        tokens: Iterator[tuple[str, int]] = _plain_tokens(text, c2 + 1)
+    else:
+        tokens = _tokens(text, c2 + 1, len(text))
+    for tok, pos in tokens:
         n += 1
-        m = _NOTE_RE.fullmatch(tok.lower())
-        if m is None:
-            raise TuneError(f"note {n}: cannot parse {tok!r}", pos, token=tok)
-        dur_s, letter, sharp, dot1, octave_s, dot2 = m.groups()
-        if dot1 and dot2:
-            raise TuneError(f"note {n}: two dots in {tok!r}", pos, token=tok)
-        dur = int(dur_s) if dur_s else d
-        if dur not in _UNITS:
-            raise TuneError(f"note {n}: duration must be one of {DURATIONS}, got {dur_s!r}", pos, token=tok)
-        units += _DOTTED_UNITS[dur] if (dot1 or dot2) else _UNITS[dur]
-        t_end = _end_us(units, b)
+        key = (tok, d, o)
+        hit = token_cache.get(key)
+        if hit is None:
+            try:
+                hit = _read_token(tok, d, o)
+            except _BadToken as e:
+                raise TuneError(f"note {n}: {e}", pos, token=tok) from None
+            if len(token_cache) >= _CACHE_MAX:
+                token_cache.clear()
+            token_cache[key] = hit
+        step, freq = hit
+        units += step
+        t_end = (units * 1_875_000 + b) // (2 * b)  # _end_us, inlined: this loop is the hot path
         if t_end > MAX_DURATION_US:
             raise TuneError(f"note {n}: tune longer than {MAX_DURATION_US // 60_000_000} minutes", pos, token=tok)
         if n > MAX_NOTES:
             raise TuneError(f"note {n}: more than {MAX_NOTES} notes", pos, token=tok)
-        if letter == "p":
-            if sharp:
-                raise TuneError(f"note {n}: a rest cannot be sharp: {tok!r}", pos, token=tok)
-            freq = 0.0
-        else:
-            octave = int(octave_s) if octave_s else o
-            freq = PITCHES[12 * (octave + 1) + _SEMITONE[letter] + (1 if sharp else 0)]
+        if freq:
             tones += 1
-        notes.append(Note(freq, t_end - t_prev))
+        nkey = (freq, t_end - t_prev)
+        note = note_cache.get(nkey)
+        if note is None:
+            note = Note(freq, t_end - t_prev)
+            if len(note_cache) >= _CACHE_MAX:
+                note_cache.clear()
+            note_cache[nkey] = note
+        notes.append(note)
         t_prev = t_end
     if tones == 0:
         raise TuneError("no notes to play" if n == 0 else "only rests, no notes to play", c2 + 1)

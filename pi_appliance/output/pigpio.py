@@ -23,25 +23,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import itertools
 import logging
 import socket
 import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 
 import pigpio
 
 from pi_appliance.errors import OutputError
 from pi_appliance.music import Tune
 from pi_appliance.output.base import Output, OutputInfo
-from pi_appliance.output.waveplan import DEFAULT_LIMITS, LEAD_IN_US, Limits, Planner, Slice, delay_slices
+from pi_appliance.output.waveplan import DEFAULT_LIMITS, LEAD_IN_US, Limits, Planner, Slice
 
 log = logging.getLogger("pi_appliance.output.pigpio")
 
 QUEUED = 3  # slices in flight: the one playing and two queued behind it
+MAX_LEAD_TRIES = 20
+LEAD_TOLERANCE_NS = 300_000  # how far the start of a scheduled tune may be from its instant
 NO_TX_WAVE = 9999
 #: what a dead or confused pigpiod connection raises through pigpio.py
 LINK_ERRORS = (OSError, struct.error, ConnectionError, pigpio.error, AttributeError)
@@ -128,6 +128,13 @@ class PigpioOutput(Output):
         if not pi.connected:
             raise OutputError(f"cannot reach pigpiod at {self.host}:{self.port}")
         try:
+            # We use no callbacks, and pigpio.py's notify thread spins on a dead socket (it loops on
+            # recv() returning b"" while its flag is set), which would burn a core whenever pigpiod
+            # goes away while we are idle. Close the notification handle now; the thread ends when
+            # the socket does.
+            notify, pi._notify = pi._notify, None
+            if notify is not None:
+                notify.stop()
             # pigpio.py reads replies with a blocking recv: a hung pigpiod must not hang the feeder.
             pi.sl.s.settimeout(self.socket_timeout)
             pi.set_mode(self.gpio, pigpio.OUTPUT)
@@ -168,8 +175,11 @@ def _release(pi: pigpio.pi, gpio: int) -> None:
         pi.write(gpio, 0)
     # pi.stop() clears the notify thread's flag first, then sends NC: if the socket is dead the send
     # fails but the thread still ends (pigpio.py's thread otherwise spins on a closed socket).
-    with contextlib.suppress(*LINK_ERRORS):
+    try:
         pi.stop()
+    except LINK_ERRORS:
+        with contextlib.suppress(OSError, AttributeError):
+            pi.sl.s.close()
 
 
 class _Feeder(threading.Thread):
@@ -208,19 +218,48 @@ class _Feeder(threading.Thread):
         self.in_flight.append((wid, sl))
         return wid
 
-    def _lead(self) -> Iterator[Slice]:
-        """Silence until ``at_ns`` (wall clock), DMA-timed, so the first edge lands on that instant."""
-        if self.at_ns is None:
-            return iter(())
-        t = time.monotonic_ns()
-        self.pi.get_current_tick()
-        rtt_us = (time.monotonic_ns() - t) // 1000
-        # the wave starts after WVAG + WVCAP round trips and half a WVTXM, then the 20 µs lead-in
-        lead_us = (self.at_ns - time.time_ns()) // 1000 - LEAD_IN_US - (5 * rtt_us) // 2
-        if lead_us <= 0:
-            log.warning("start instant already passed by %.1f ms: starting now", -lead_us / 1000)
-            return iter(())
-        return delay_slices(lead_us, self.start_us, self.out.limits)
+    def _send_lead(self) -> bool:
+        """Silence until ``at_ns`` (wall clock), DMA-timed, so the tune's first instant lands on it.
+
+        The lead wave's start is the moment pigpiod handles WVTXM (+ the 20 µs lead-in), which we only
+        know to lie between the wall-clock readings taken around that call. We aim for where the call
+        is expected to land; if the bracket is too wide or missed the aim (a busy machine, a GC
+        pause), we stop the still-silent wave and try again. True once a lead wave is in flight.
+        """
+        assert self.at_ns is not None
+        pi = self.pi
+        build_ns = 0  # how long WVAG + WVCAP took last time
+        best: tuple[int, int, int] | None = None
+        for _attempt in range(MAX_LEAD_TRIES):
+            t_c = time.time_ns()
+            aim = t_c + build_ns
+            lead_us = (self.at_ns - aim) // 1000 - LEAD_IN_US
+            if lead_us <= 0:
+                break
+            pi.wave_add_generic([pigpio.pulse(0, 0, lead_us)])
+            wid = pi.wave_create_and_pad(self.out.limits.pad_pct)
+            t_a = time.time_ns()
+            pi.wave_send_using_mode(wid, pigpio.WAVE_MODE_ONE_SHOT_SYNC)
+            t_b = time.time_ns()
+            started = (t_a + t_b) // 2
+            miss = abs(started - aim)
+            if t_b - t_a <= LEAD_TOLERANCE_NS and miss <= LEAD_TOLERANCE_NS:
+                best = (wid, lead_us, started)
+                break
+            pi.wave_tx_stop()
+            pi.wave_delete(wid)
+            build_ns = t_a - t_c + (t_b - t_a) // 2
+        else:
+            log.warning("could not place the start within %.1f ms: starting late", LEAD_TOLERANCE_NS / 1e6)
+        if best is None:
+            if self.at_ns < time.time_ns():
+                log.warning("start instant already passed by %.1f ms: starting now",
+                            (time.time_ns() - self.at_ns) / 1e6)  # fmt: skip
+            return False
+        wid, lead_us, started = best
+        self.in_flight.append((wid, Slice(-1, self.start_us - lead_us, ((0, 0, lead_us),))))
+        self._t0_ns = time.monotonic_ns() + (self.at_ns - time.time_ns())
+        return True
 
     def run(self) -> None:
         pi = self.pi
@@ -228,7 +267,7 @@ class _Feeder(threading.Thread):
         try:
             pi.wave_tx_stop()
             pi.write(self.out.gpio, 0)
-            slices = itertools.chain(self._lead(), self.planner.slices())
+            slices = self.planner.slices()
             exhausted = False
 
             def fill() -> None:
@@ -240,13 +279,15 @@ class _Feeder(threading.Thread):
                         return
                     self._send(sl)
 
-            first = next(slices, None)
-            if first is not None:
-                lead = -first.start_us + self.start_us if first.start_us < self.start_us else 0
-                self._send(first)
-                self._t0_ns = time.monotonic_ns() + (LEAD_IN_US + lead) * 1000
+            if self.at_ns is not None and self._send_lead():
+                pass
             else:
-                exhausted = True
+                first = next(slices, None)
+                if first is not None:
+                    self._send(first)
+                    self._t0_ns = time.monotonic_ns() + LEAD_IN_US * 1000
+                else:
+                    exhausted = True
             self.started.set()
             fill()
             while True:

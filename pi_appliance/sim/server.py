@@ -27,6 +27,7 @@ log = logging.getLogger("pi_appliance.sim")
 _REQ = struct.Struct("<IIII")
 _RES = struct.Struct("<IIIi")
 MAX_EXT = 65536
+MAX_QUEUED_REPORTS = 100_000
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
@@ -73,7 +74,7 @@ class SimServer:
         self.gpios = gpios if gpios is not None else list(range(28))
         self._tick_s = tick_s
         self._listener = socket.create_server((host, port), reuse_port=False)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.settimeout(0.1)  # accept() wakes up to notice stop()
         self.host, self.port = self._listener.getsockname()[:2]
         self._conns: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
@@ -159,7 +160,6 @@ class SimServer:
                     self._jsonl.flush()
 
     def _accept_loop(self) -> None:
-        self._listener.settimeout(0.1)  # so that stop() is noticed
         while not self._stop.is_set():
             try:
                 conn, _ = self._listener.accept()
@@ -200,7 +200,12 @@ class SimServer:
 
     def _notify_stream(self, conn: socket.socket, p1: int, p2: int) -> None:
         reports: queue.SimpleQueue[bytes] = queue.SimpleQueue()
-        handle = self.sim.open_notifier(reports.put)
+
+        def put(report: bytes) -> None:
+            if reports.qsize() < MAX_QUEUED_REPORTS:  # a client that never reads loses reports, as on pigpiod
+                reports.put(report)
+
+        handle = self.sim.open_notifier(put)
         conn.sendall(_RES.pack(CMD_NOIB, p1, p2, handle))
         if handle < 0:
             return

@@ -1,0 +1,316 @@
+"""One client connection: the session rules of MPD's ``client/Process.cxx``.
+
+The greeting; a line whose first byte is not ``a``-``z`` closes the connection; command lists
+(``list_OK`` per command in ``_ok_`` mode, stop at the first ACK, byte budget); idle/noidle
+(events kept per connection, a stray ``noidle`` answers nothing, any other command while idling
+closes); the input line limit and the output buffer limit (both close silently, as MPD does).
+
+Transport-free: :meth:`Session.run` reads from anything with ``async read(n)`` and writes to
+anything with ``write(bytes)``/``close()``, so tests drive it over an in-memory stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import socket
+import struct
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pi_appliance.mpd.errors import Ack, MpdError, to_ack
+from pi_appliance.mpd.registry import ALL_PERMS, Perm
+from pi_appliance.mpd.tokenizer import TokenError, strip_line, tokenize
+
+if TYPE_CHECKING:
+    from pi_appliance.mpd.app import App
+
+log = logging.getLogger(__name__)
+
+GREETING = b"OK MPD 0.23.5\n"
+INPUT_BUFFER = 8192  # MPD's BufferedSocket: a line may be at most 8191 bytes plus "\n"
+DEFAULT_BINARY_LIMIT = 8192
+
+#: Idle subsystems in the order MPD lists them in an idle reply (``IdleFlags.cxx``).
+IDLE_NAMES = (
+    "database",
+    "stored_playlist",
+    "playlist",
+    "player",
+    "mixer",
+    "output",
+    "options",
+    "sticker",
+    "update",
+    "subscription",
+    "message",
+    "neighbor",
+    "mount",
+    "partition",
+)
+IDLE_BITS = {name: 1 << i for i, name in enumerate(IDLE_NAMES)}
+ALL_IDLE = (1 << len(IDLE_NAMES)) - 1
+
+
+class Reader(Protocol):
+    async def read(self, n: int) -> bytes: ...
+
+
+class Writer(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Outcome(enum.Enum):
+    OK = 0
+    ERROR = 1
+    IDLE = 2
+    CLOSE = 3
+
+
+class Idle:
+    """Returned by the ``idle`` handler: the session enters idle with this subscription mask."""
+
+    __slots__ = ("mask",)
+
+    def __init__(self, mask: int) -> None:
+        self.mask = mask
+
+
+class Close(Exception):  # a control-flow signal, not an error
+    """Raised by ``close``: end the connection without a reply."""
+
+
+class Session:
+    """The state of one connection (permissions, tag mask, idle, command list)."""
+
+    def __init__(self, app: App, writer: Writer, *, local: bool = False, peer: str = "") -> None:
+        self.app = app
+        self.player = app.player
+        self.library = app.library
+        self.writer = writer
+        self.peer = peer
+        self.local = local
+        self.permission: Perm = app.local_permission if local else app.default_permission
+        self.tag_mask: frozenset[str] = app.all_tags
+        self.binary_limit = DEFAULT_BINARY_LIMIT
+        # idle
+        self.idle_flags = 0
+        self.idle_subscriptions = 0
+        self.idle_waiting = False
+        # command list
+        self._list: list[str] | None = None
+        self._list_ok = False
+        self._list_size = 0
+        # output is gathered here while a line is processed and written when it is done
+        self._out: list[str] = []
+        self._busy = False
+        self.closed = False
+        self.lines = 0  # request lines received (tests, logs)
+        self.last_activity = time.monotonic()
+
+    # --- output ---
+
+    def _flush(self) -> None:
+        if not self._out or self.closed:
+            self._out.clear()
+            return
+        data = "".join(self._out).encode("utf-8", "surrogateescape")
+        self._out.clear()
+        limit = self.app.settings.max_output_buffer_size + 16 * 1024
+        pending = _buffered(self.writer)
+        if pending + len(data) > limit:
+            # MPD: "Output buffer is full" → the connection is closed, nothing more is sent.
+            log.warning("[%s] output buffer is full, closing", self.peer)
+            self.close()
+            return
+        self.writer.write(data)
+
+    def close(self, *, reset: bool = False) -> None:
+        """Close; ``reset`` drops what the peer sent and we did not read, as MPD's close does
+        when its input buffer is full (the peer sees a reset, not an orderly end)."""
+        if not self.closed:
+            self.closed = True
+            self.idle_waiting = False
+            if reset:
+                sock = getattr(self.writer, "get_extra_info", lambda _name: None)("socket")
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with contextlib.suppress(Exception):  # a transport already gone
+                self.writer.close()
+
+    # --- idle ---
+
+    def idle_add(self, bits: int) -> None:
+        """An event happened (called by the app for every session, from the event loop)."""
+        if self.closed:
+            return
+        self.idle_flags |= bits
+        if self.idle_waiting and self.idle_flags & self.idle_subscriptions:
+            self._idle_notify()
+            if not self._busy:
+                self._flush()
+
+    def _idle_notify(self) -> None:
+        flags, self.idle_flags = self.idle_flags, 0
+        self.idle_waiting = False
+        flags &= self.idle_subscriptions
+        out = self._out
+        for name, bit in IDLE_BITS.items():
+            if flags & bit:
+                out.append(f"changed: {name}\n")
+        out.append("OK\n")
+        self.last_activity = time.monotonic()
+
+    def _idle_wait(self, mask: int) -> None:
+        self.idle_waiting = True
+        self.idle_subscriptions = mask
+        if self.idle_flags & mask:
+            self._idle_notify()
+
+    # --- the connection loop ---
+
+    async def run(self, reader: Reader) -> None:
+        """Greet, then read lines until EOF, a limit, ``close`` or a protocol violation."""
+        self.writer.write(GREETING)
+        buf = b""
+        try:
+            while not self.closed:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                self.last_activity = time.monotonic()
+                buf = buf + data if buf else data
+                start = 0
+                self._busy = True
+                try:
+                    while not self.closed:
+                        nl = buf.find(b"\n", start)
+                        if nl < 0:
+                            break
+                        if nl - start >= INPUT_BUFFER:
+                            log.warning("[%s] input buffer is full, closing", self.peer)
+                            self._flush()
+                            self.close(reset=True)
+                            break
+                        line = buf[start:nl]
+                        start = nl + 1
+                        if not await self.line(line):
+                            self._flush()
+                            self.close()
+                            break
+                        self._flush()
+                finally:
+                    self._busy = False
+                    self._flush()
+                buf = buf[start:]
+                if len(buf) >= INPUT_BUFFER and not self.closed:
+                    log.warning("[%s] input buffer is full, closing", self.peer)
+                    self.close(reset=True)
+        finally:
+            self.close()
+
+    async def line(self, raw: bytes) -> bool:
+        """Process one request line (without its "\\n"); False closes the connection."""
+        self.lines += 1
+        text = strip_line(raw.decode("utf-8", "surrogateescape"))
+        if not text or not "a" <= text[0] <= "z":
+            # Not the MPD protocol (an HTTP request, a blank line): MPD closes without a word.
+            return False
+        if text == "noidle":
+            if self.idle_waiting:
+                self.idle_waiting = False
+                self._out.append("OK\n")
+            return True  # not idling: the idle reply already went out; nothing at all
+        if self.idle_waiting:
+            return False  # anything but noidle while idling closes the connection
+        if self._list is not None:
+            if text == "command_list_end":
+                commands, ok_mode = self._list, self._list_ok
+                self._list = None
+                outcome = Outcome.OK
+                for i, cmd in enumerate(commands):
+                    outcome = await self.execute(cmd, i)
+                    if outcome is not Outcome.OK or self.closed:
+                        break
+                    if ok_mode:
+                        self._out.append("list_OK\n")
+                if outcome is Outcome.OK:
+                    self._out.append("OK\n")
+                return outcome is not Outcome.CLOSE
+            self._list_size += len(text) + 1
+            if self._list_size > self.app.settings.max_command_list_size:
+                log.warning("[%s] command list is larger than the maximum, closing", self.peer)
+                return False
+            self._list.append(text)
+            return True
+        if text == "command_list_begin" or text == "command_list_ok_begin":
+            self._list = []
+            self._list_ok = text == "command_list_ok_begin"
+            self._list_size = 0
+            return True
+        outcome = await self.execute(text, 0)
+        if outcome is Outcome.OK:
+            self._out.append("OK\n")
+        return outcome is not Outcome.CLOSE
+
+    async def execute(self, text: str, index: int) -> Outcome:
+        """Run one command; its reply lines (or its ACK) go to the output. No final OK."""
+        try:
+            name, args = tokenize(text)
+        except TokenError as e:
+            if e.too_many:
+                self._out.append(f"ACK [{int(Ack.ARG)}@{index}] {{}} {e.message}\n")
+                return Outcome.ERROR
+            self._out.append(f"ACK [{int(Ack.UNKNOWN)}@{index}] {{}} {e.message}\n")
+            return Outcome.CLOSE if e.fatal else Outcome.ERROR
+        try:
+            cmd = self.app.registry.lookup(name)
+            cmd.check(self.permission, len(args))
+            converted = cmd.convert(args) if cmd.args else ()
+            result: Any = cmd.handler(self, *converted)
+            if cmd.is_async:
+                result = await result
+        except Close:
+            return Outcome.CLOSE
+        except MpdError as e:
+            self._out.append(e.line(index, name).decode())
+            return Outcome.ERROR
+        except Exception as e:  # every failure becomes an ACK, never a crash
+            ack = to_ack(e)
+            if ack.code == Ack.UNKNOWN:
+                log.exception("[%s] %r failed", self.peer, text)
+            self._out.append(ack.line(index, name).decode())
+            return Outcome.ERROR
+        if result is None:
+            return Outcome.OK
+        if isinstance(result, str):
+            self._out.append(result)
+            return Outcome.OK
+        if isinstance(result, Idle):
+            self._idle_wait(result.mask)
+            return Outcome.IDLE
+        self._out.append(format_pairs(result))
+        return Outcome.OK
+
+
+def format_pairs(pairs: Iterable[tuple[str, object]]) -> str:
+    """``key: value`` lines, the one place replies are formatted."""
+    return "".join([f"{k}: {v}\n" for k, v in pairs])
+
+
+def _buffered(writer: Writer) -> int:
+    transport = getattr(writer, "transport", None)
+    if transport is None:
+        return 0
+    try:
+        return int(transport.get_write_buffer_size())
+    except Exception:  # a closed transport
+        return 0
+
+
+__all__ = ["ALL_IDLE", "ALL_PERMS", "GREETING", "IDLE_BITS", "IDLE_NAMES", "Close", "Idle", "Session"]
