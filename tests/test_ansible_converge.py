@@ -42,6 +42,18 @@ def test_second_run_changes_nothing(converged_root):
     )
 
 
+def test_a_dry_run_on_the_converged_root_has_nothing_to_do(converged_root):
+    """What an operator runs before a fleet update: --check --diff must report no change."""
+    import deploy_rootfs
+
+    _, inventory, first, _ = converged_root
+    assert first.rc == 0
+    check = deploy_rootfs.run_playbook(inventory, "pi-chroot", "--check", "--diff")
+    print(f"--check --diff run: {check.describe()}")
+    assert check.rc == 0, check.output[-4000:]
+    assert check.recap.get("changed") == 0, check.output[-4000:]
+
+
 def test_the_app_is_installed_offline_into_a_venv(converged_root):
     root, *_ = converged_root
     venv = root / "opt" / "pi-appliance" / "venv"
