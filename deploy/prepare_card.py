@@ -501,8 +501,8 @@ def first_boot_from_args(args: argparse.Namespace) -> FirstBoot:
     if args.wifi_ssid:
         if not re.fullmatch(r"[A-Z]{2}", args.wifi_country or ""):
             raise CardError("--wifi-country: Wi-Fi needs the two-letter country code (ISO 3166), e.g. DE or GB")
-        if not 1 <= len(args.wifi_ssid.encode()) <= 32:
-            raise CardError("--wifi-ssid: 1 to 32 bytes")
+        if not 1 <= len(args.wifi_ssid.encode()) <= 32 or not args.wifi_ssid.isprintable():
+            raise CardError("--wifi-ssid: 1 to 32 bytes, no control characters")
         psk = wpa_psk(_read_passphrase(args), args.wifi_ssid)
         wifi = Wifi(args.wifi_ssid, psk, args.wifi_country, args.wifi_hidden)
     hostname = check_hostname(args.hostname)

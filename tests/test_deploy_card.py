@@ -245,6 +245,7 @@ def test_partitioned_image_and_mounted_directory(tmp_path, keypair):
         ({"--wifi-country": ""}, "--wifi-country"),
         ({"--password-hash": "hunter22"}, "never a password"),
         ({"--ssh-key": "PRIVATE"}, "this is a private key"),
+        ({"--wifi-ssid": "Lab\nPI_APPLIANCE_WIFI"}, "--wifi-ssid"),
     ],
 )
 def test_bad_input_is_refused_with_one_line(tmp_path, keypair, change, message):
