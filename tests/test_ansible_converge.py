@@ -83,6 +83,8 @@ def test_config_unit_and_user(converged_root):
     (line,) = [x for x in passwd.splitlines() if x.startswith("pi-appliance:")]
     uid, home, shell = int(line.split(":")[2]), line.split(":")[5], line.split(":")[6]
     assert uid < 1000 and home == "/var/lib/pi-appliance" and shell == "/usr/sbin/nologin"
+    (gpio,) = [x for x in (root / "etc" / "group").read_text().splitlines() if x.startswith("gpio:")]
+    assert "pi-appliance" in gpio.split(":")[3].split(","), gpio
     # chrony is installed and its parser takes the fleet's server from the role's conf.d file.
     proc = chroot(root, "chronyd", "-p")
     assert proc.returncode == 0, proc.stderr
