@@ -577,7 +577,9 @@ def main(argv: list[str] | None = None) -> int:
             print("+ " + shlex.join(cmd), flush=True)
             return subprocess.call(cmd, cwd=Path(args.playbook).resolve().parent)
         if args.command is None:
-            parse_args(["--help"])
+            print("usage: prepare_card.py [card] TARGET --hostname NAME --user NAME --ssh-key FILE.pub ... "
+                  "| handover HOST --user NAME  (--help for more)", file=sys.stderr)  # fmt: skip
+            return 2
         fb = first_boot_from_args(args)
         if args.out:
             out = Path(args.out)
