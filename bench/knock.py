@@ -239,17 +239,9 @@ def serve(table_json: str, hits: str, state: str) -> None:
     asyncio.run(main())
 
 
-def daemon_latency(run: Path, n: int) -> dict[str, Any]:
-    """The whole appliance: ``pi-appliance --output sim`` with a knock sequence playing tune 1; from
-    the knock client's exit to the simulator's first edge (``sim-edges.jsonl`` wall_ns)."""
-    state = run / "daemon"
-    state.mkdir()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        mpd_port = s.getsockname()[1]
+def _sim_config(state: Path, mpd_port: int) -> str:
     stop_ports = [p + 100 for p in SEQ]
-    cfg = run / "daemon.toml"
-    cfg.write_text(
+    return (
         f'state_dir = "{state}"\n[mpd]\nbind = ["127.0.0.1"]\nport = {mpd_port}\n[output]\nkind = "sim"\n'
         f'[discovery]\nenabled = false\n[knock]\nenabled = true\nauth_port = 0\nbind = ["127.0.0.1"]\n'
         f"actions_per_source_per_min = 100000\nactions_per_min = 100000\n"
@@ -258,20 +250,64 @@ def daemon_latency(run: Path, n: int) -> dict[str, Any]:
         f'[[knock.sequence]]\nname = "stop"\nports = {json.dumps([str(p) for p in stop_ports])}\n'
         f'action = "stop"\n'
     )
-    log = (run / "daemon.out").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pi_appliance.daemon", "--config", str(cfg), "--no-mdns", "--log-level", "warning"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+
+
+def serve_appliance(cfg_path: str) -> None:
+    """The child: output (sim) → player → knock listener, wired as the daemon wires them, minus the
+    MPD server (used when the daemon itself cannot run yet)."""
+    from pi_appliance import config
+    from pi_appliance.knock.actions import PlayerActions
+    from pi_appliance.knock.service import KnockService
+    from pi_appliance.library import Library
+    from pi_appliance.output.select import open_output
+    from pi_appliance.player import Player
+    from pi_appliance.state import StateStore
+
+    settings = config.load(cfg_path, required=True)
+    state = Path(settings.state_dir)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        output = await open_output(settings.output, state_dir=state)
+        player = Player(output, Library(state), StateStore(state))
+        await player.start()
+        svc = KnockService(settings.knock, PlayerActions(player), state)
+        await svc.start()
+        await stop.wait()
+        await svc.close()
+        await player.close()
+        await output.close()
+
+    asyncio.run(main())
+
+
+def sim_latency(run: Path, n: int, how: str) -> dict[str, Any]:
+    """The appliance with the simulator, a knock sequence playing tune 1 (a stop sequence between
+    tries); from the knock client's exit to the simulator's first edge (``sim-edges.jsonl`` wall_ns).
+    ``how``: "daemon" runs ``pi-appliance --output sim``; "wired" runs :func:`serve_appliance`."""
+    state = run / how
+    state.mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        mpd_port = s.getsockname()[1]
+    cfg = run / f"{how}.toml"
+    cfg.write_text(_sim_config(state, mpd_port))
+    log = (run / f"{how}.out").open("w")
+    if how == "daemon":
+        cmd = [sys.executable, "-m", "pi_appliance.daemon", "--config", str(cfg), "--no-mdns", "--log-level", "warning"]
+    else:
+        cmd = [sys.executable, __file__, "serve-appliance", str(cfg)]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     edges = state / "sim-edges.jsonl"
+    stop_ports = [p + 100 for p in SEQ]
     try:
         deadline = time.monotonic() + 20
-        while not edges.exists() or proc.poll() is not None:
+        while not edges.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
-                return {"error": "the daemon did not start: " + (run / "daemon.out").read_text()[-300:]}
+                return {"error": f"{how} did not start: " + (run / f"{how}.out").read_text()[-300:]}
             time.sleep(0.1)
-        time.sleep(1.0)
+        time.sleep(1.5)
         knock = shutil.which("knock") or "/usr/bin/knock"
         lat: list[float] = []
         missed = 0
@@ -282,6 +318,8 @@ def daemon_latency(run: Path, n: int) -> dict[str, Any]:
             t0 = time.time_ns()
             subprocess.run([knock, "-u", "127.0.0.1", *map(str, SEQ)], check=True)
             t1 = time.time_ns()
+            if proc.poll() is not None:
+                return {"error": f"{how} exited: " + (run / f"{how}.out").read_text()[-300:]}
             first = None
             limit = time.monotonic() + 2.0
             while first is None and time.monotonic() < limit:
@@ -391,6 +429,9 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["serve"]:
         serve(*argv[1:4])
         return 0
+    if argv[:1] == ["serve-appliance"]:
+        serve_appliance(argv[1])
+        return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer tries and shorter floods (a smoke run)")
     ap.add_argument("--json", metavar="FILE", help="also write the results here")
@@ -414,8 +455,9 @@ def main(argv: list[str]) -> int:
         ("ours-socket", lambda name, proto: start_ours(run, name, "socket", proto)),
     ]
     try:
-        res["ours-daemon"] = {"latency_udp_to_first_edge": daemon_latency(run, n)}
-        print("ours-daemon", json.dumps(res["ours-daemon"]), flush=True)
+        for how in ("daemon", "wired"):
+            res[f"ours-{how}"] = {"latency_udp_to_first_edge": sim_latency(run, n, how)}
+            print(f"ours-{how}", json.dumps(res[f"ours-{how}"]), flush=True)
         for who, start in contestants:
             r: dict[str, Any] = {}
             for proto in ("udp", "tcp"):
@@ -467,15 +509,16 @@ def report(res: dict[str, Any]) -> None:
         ("RSS after 65k-source flood (KiB)", lambda r: r["flood_65k_sources"]["rss_after_kib"]),
         ("RSS growth in that flood (KiB)", lambda r: r["flood_65k_sources"]["grew_kib"]),
     ]
-    d = res.get("ours-daemon", {}).get("latency_udp_to_first_edge", {})
-    if "median_ms" in d:
+    for how, what in (("daemon", "pi-appliance --output sim"), ("wired", "output+player+knock, no MPD")):
+        d = res.get(f"ours-{how}", {}).get("latency_udp_to_first_edge", {})
+        if "median_ms" not in d:
+            print(f"{what}: {d}")
+            continue
         print(
-            f"daemon + simulator, last knock -> first note edge: median {d['median_ms']} ms, p99 {d['p99_ms']} ms"
-            f" (knockd command: {k['latency_udp']['median_ms']} / {k['latency_udp']['p99_ms']} ms;"
-            f" {k['latency_udp']['median_ms'] / d['median_ms']:.1f}x)"
+            f"{what}: last knock -> first note edge: median {d['median_ms']} ms, p99 {d['p99_ms']} ms"
+            f" (knockd's command: {k['latency_udp']['median_ms']} / {k['latency_udp']['p99_ms']} ms;"
+            f" median ratio {k['latency_udp']['median_ms'] / max(d['median_ms'], 0.001):.1f}x)"
         )
-    else:
-        print(f"daemon + simulator: {d}")
     for label, get in rows:
         vals = [get(res[w]) for w in ("knockd", "ours-packet", "ours-socket")]
         ratio = ""

@@ -816,9 +816,8 @@ class Player:
 
         async def op() -> None:
             try:
-                if prev is not None:
-                    with contextlib.suppress(BaseException):
-                        await prev
+                if prev is not None and not prev.done():
+                    await asyncio.wait([prev])  # its outcome is its own; our cancellation still counts
                 try:
                     await fn()
                 except OutputError as e:

@@ -124,8 +124,10 @@ def _scan_orders(ports: list[int], n_random: int, seed: int) -> list[list[int]]:
 
 def test_p6_scans_in_every_order_cause_nothing_and_leave_no_harm() -> None:
     """Ascending, descending and 100 random-order scans of 1..65535, UDP and TCP, against plain
-    sequences (ascending, descending, mixed) and the pool. What the engine is fed is what the
-    kernel filter lets through (checked against the BPF program in test_bpf_*)."""
+    sequences (ascending, descending, mixed) and the pool. The engine is fed what the kernel filter
+    lets through (the watched ports, checked against the BPF program in test_bpf_*). In a random
+    order of all 65535 ports the watched ones come in a uniformly random order, so shuffling just
+    them is the same experiment."""
     doors = [
         {"name": "asc", "ports": ["21010", "21050", "21090"], "action": "play", "arg": 1},
         {"name": "desc", "ports": ["22090", "22050", "22010"], "action": "stop", "arg": 1},
@@ -144,10 +146,9 @@ def test_p6_scans_in_every_order_cause_nothing_and_leave_no_harm() -> None:
         visible = [p for lo, hi in ranges for p in range(lo, hi + 1)]
         assert len(visible) < 1000  # the filter passes only the neighbourhoods
         t = 0
-        for n, order in enumerate(_scan_orders(list(range(1, 65536)), 100, seed=7)):
+        for n, order in enumerate(_scan_orders(visible, 100, seed=7)):
             src = f"10.1.{n // 250}.{n % 250 + 1}"
-            vis = set(visible)
-            for i, port in enumerate(p for p in order if p in vis):
+            for i, port in enumerate(order):
                 t += 1
                 assert e.feed(Hit(src, proto, port, 40000 + (i % 20000)), t, 0) == [], (proto, n, port)
             # the same source then knocks for real: the scan left nothing in the way

@@ -200,6 +200,40 @@ async def test_pictl_knock_keygen_and_play(tmp_path: Path, capsys: pytest.Captur
     assert knock_main(["127.0.0.1", "dance", "--key", str(key)]) == 2
 
 
+async def test_pictl_dispatches_knock(tmp_path: Path) -> None:
+    """The real ``pictl`` command line: ``pictl knock keygen`` and ``pictl knock HOST play N --key``."""
+    pictl = [sys.executable, "-m", "pi_appliance.cli.pictl"]
+    key = tmp_path / "desk.key"
+    made = subprocess.run([*pictl, "knock", "keygen", str(key)], capture_output=True, text=True, timeout=30)
+    assert made.returncode == 0 and 'id = "desk"' in made.stdout, made.stderr
+    port = pick_ports(1)[0]
+    table = {"auth_port": port, "key": [{"id": "desk", "file": str(key)}], "bind": ["127.0.0.1"]}
+    async with running(tmp_path / "state", table) as (_svc, rec):
+        proc = await asyncio.create_subprocess_exec(
+            *pictl, "knock", "127.0.0.1", "play", "2", "--key", str(key), "--port", str(port)
+        )
+        assert await proc.wait() == 0
+        assert await rec.wait(1)
+        assert rec.calls[0][:2] == ("play", 2)
+
+
+async def test_auth_knock_over_ipv6_and_its_replay(tmp_path: Path) -> None:
+    key = write_key(tmp_path / "alice.key")
+    port = pick_ports(1)[0]
+    table = {"auth_port": port, "key": [{"id": "alice", "file": str(key)}], "bind": ["::1"]}
+    async with running(tmp_path / "s", table) as (svc, rec):
+        assert knock_main(["::1", "volume", "55", "--key", str(key), "--port", str(port)]) == 0
+        assert await rec.wait(1)
+        assert rec.calls[0][:2] == ("volume", 55)
+        dg = auth.encode(KEY, "alice", "stop", 0, time.time_ns() // 1_000_000, os.urandom(16))
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s6:
+            s6.sendto(dg, ("::1", port))
+            s6.sendto(dg, ("::1", port))
+        assert await rec.wait(2)
+        await asyncio.sleep(0.2)
+        assert len(rec.calls) == 2 and svc.stats()["auth_replay"] == 1
+
+
 async def test_p1_p2_replay_after_1s_10min_restart_and_from_another_source(tmp_path: Path) -> None:
     port = pick_ports(1)[0]
     table = auth_table(tmp_path, port)

@@ -297,7 +297,7 @@ def test_format_of_any_expressible_tune_round_trips(spec: tuple[int, list[tuple[
     prev = 0
     for u, p in items:
         total += u
-        end = round(total * 240e6 / (256 * bpm) + 1e-9)  # half up like the parser; no drift
+        end = (total * 480_000_000 + 256 * bpm) // (512 * bpm)  # exact, half up like the parser; no drift
         notes.append(Note(0.0 if p is None else hz(p), end - prev))
         prev = end
     tune = Tune("gen", tuple(notes), "test")

@@ -12,6 +12,8 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pi_appliance.errors import OutputError
 from pi_appliance.music import Note, Tune
@@ -86,7 +88,15 @@ async def test_recorded_edges_match_the_planned_timeline_exactly(vsim, out):
     assert vsim.sim.levels >> GPIO & 1 == 0  # the pin ends low
     assert vsim.sim.faults == [] and vsim.sim.underruns == 0 and o.underruns == 0
     assert len(vsim.sim.waves) == 0  # every slice deleted, ids back to none
+    assert vsim.sim.high_live_waves == 3  # the output caps live wave ids itself
     assert o.position_us() is None
+    # again, right after a tune that ended by itself: the stale SYNC tail (the last slice's id, which
+    # the first slice of the next tune reuses) must not make it loop forever (pigpio #457 d)
+    n = len(vsim.sim.edges(GPIO))
+    await o.play(tune)
+    await lst.wait()
+    assert lst.finished == 2 and vsim.sim.faults == []
+    assert len(vsim.sim.edges(GPIO)) == 2 * n
 
 
 async def test_seek_plays_the_rest_of_the_timeline(vsim, out):
@@ -247,3 +257,76 @@ async def test_simulator_killed_while_idle_costs_nothing_and_play_reconnects():
         await o.close()
         proc.kill()
         proc.wait(timeout=10)
+
+
+async def test_a_hung_pigpiod_is_reported_not_waited_for():
+    port = free_port()
+    proc = start_sim_process(port)
+    o = PigpioOutput("127.0.0.1", port, GPIO, poll_s=0.01, socket_timeout=0.5)
+    lst = Listener()
+    o.set_listener(lst)
+    try:
+        await o.open()
+        await o.play(melody(60))
+        os.kill(proc.pid, signal.SIGSTOP)
+        await lst.wait(10)
+        assert lst.errors and "timed out" in lst.errors[0]
+        os.kill(proc.pid, signal.SIGCONT)
+        await o.play(melody(3, 50_000))  # a fresh connection
+        await lst.wait(10)
+        assert lst.finished == 1
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        await o.close()
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+async def test_a_slice_dropped_by_pigpiod_is_detected_and_resent(vsim, out):
+    """pigpio #457: a SYNC send racing the DMA's last CB is silently lost, with what queues behind it."""
+    o, lst = out
+    tune = melody()
+    planned = waveplan.timeline(tune)
+    vsim.sim.drop_sync_sends = {vsim.sim.sync_sends + 6}
+    await o.play(tune)
+    await lst.wait()
+    assert lst.finished == 1 and lst.errors == []
+    assert vsim.sim.dropped >= 1 and o.drops == 1
+    edges = recorded_from_start(vsim)
+    # nothing lost: every planned edge came, those after the drop uniformly late by the gap
+    assert len(edges) == len(planned)
+    shifts = sorted({e[0] - p[0] for e, p in zip(edges, planned, strict=True)})
+    assert shifts[0] == 0 and len(shifts) == 2 and shifts[1] > 0
+    assert [lv for _, lv in edges] == [lv for _, lv in planned]
+
+
+_freqs = st.one_of(st.just(0.0), st.floats(min_value=30.0, max_value=12_000.0))
+_tunes = st.lists(st.builds(Note, _freqs, st.integers(min_value=1, max_value=300_000)), min_size=1, max_size=8)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(notes=_tunes, volume=st.integers(min_value=0, max_value=100), start=st.integers(min_value=0, max_value=10**6))
+def test_any_tune_through_pigpio_records_exactly_its_timeline(notes, volume, start):
+    tune = Tune("h", tuple(notes))
+    start_us = min(start, tune.duration_us - 1)
+
+    async def go() -> None:
+        with SimServer(realtime=False, gpios=[GPIO]) as srv:
+            o = PigpioOutput("127.0.0.1", srv.port, GPIO, poll_s=0.0001)
+            lst = Listener()
+            o.set_listener(lst)
+            await o.open()
+            try:
+                await o.set_volume(volume)
+                await o.play(tune, start_us=start_us)
+                await lst.wait()
+                assert lst.errors == []
+                edges = [(t + start_us, lv) for t, lv in recorded_from_start(srv)]
+                assert edges == waveplan.timeline(tune, start_us=start_us, volume=volume)
+                segs = list(srv.sim.segments)
+                assert segs[-1][3] - segs[0][2] == tune.duration_us - start_us
+                assert srv.sim.levels >> GPIO & 1 == 0 and srv.sim.faults == []
+            finally:
+                await o.close()
+
+    asyncio.run(go())

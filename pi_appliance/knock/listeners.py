@@ -34,6 +34,7 @@ ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
 BATCH = 256  # packets read per wake-up before yielding to the loop
 SO_TIMESTAMPNS = 35  # Linux; SCM_TIMESTAMPNS has the same value
+MAX_ROUNDS = 16
 _ANC_SIZE = socket.CMSG_SPACE(16)
 RCVBUF = 1 << 20
 
@@ -124,7 +125,9 @@ class SocketListener:
         assert self._epoll is not None
         got: list[tuple[int, int, Hit]] = []
         n = 0
-        while n < BATCH:
+        for _round in range(MAX_ROUNDS):  # bounded even if a socket keeps saying ready and gives nothing
+            if n >= BATCH:
+                break
             ready = self._epoll.poll(0)
             if not ready:
                 break

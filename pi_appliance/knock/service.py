@@ -26,6 +26,7 @@ log = logging.getLogger("pi_appliance.knock")
 
 REPLAY_FILE = "knock-replay.json"
 QUEUE_MAX = 16
+ACTION_TIMEOUT_S = 30.0
 
 
 def _mono_ms() -> int:
@@ -149,9 +150,15 @@ class KnockService:
         while True:
             d = await self._queue.get()
             try:
-                await self._run(d)
+                # One action at a time, in order (a stop then a play must not swap); a player call
+                # that never returns must not stop every later knock, so it gets a time limit.
+                async with asyncio.timeout(ACTION_TIMEOUT_S):
+                    await self._run(d)
             except asyncio.CancelledError:
                 raise
+            except TimeoutError:
+                self.errors += 1
+                self.rlog.log(logging.WARNING, "knock: %s %s took over %s s; given up", d.via, d.kind, ACTION_TIMEOUT_S)
             except Exception as e:
                 self.errors += 1
                 self.rlog.log(logging.WARNING, "knock: %s %s failed: %s", d.via, d.kind, e)
@@ -200,9 +207,8 @@ class KnockService:
     async def close(self) -> None:
         for t in self._tasks:
             t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5.0)  # never hang a shutdown on our own tasks
         self._tasks = []
         if self._socket is not None:
             self._socket.close()

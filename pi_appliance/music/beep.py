@@ -7,7 +7,8 @@ last; ``-n``/``--new`` starts a new tone with every default again; a repeated op
 A tone expands to ``tone, (rest, tone) * (reps - 1)``, plus a final rest with ``-D``.
 
 Where beep is silently forgiving we reject instead (research §3.1): ``-f 0`` (beep plays 440 Hz)
-and anything above 20 000 Hz; lengths, repetitions and delays must be whole numbers up to 300 000.
+and anything above 20 000 Hz, and ``-r 0`` (a tone repeated no times is a typo, not a tune);
+lengths, repetitions and delays must be whole numbers (ASCII digits) up to 300 000.
 Fractional frequencies are kept (beep rounds them). ``-e DEVICE``, ``--debug`` and ``--verbose`` are
 accepted and ignored; every other option (``-s``, ``-c``, ``-h``, ``-v``...) is an error.
 """

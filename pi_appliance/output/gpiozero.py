@@ -154,6 +154,9 @@ class GpiozeroOutput(Output):
         except (GPIOZeroError, OSError, RuntimeError, ValueError) as e:
             error = f"gpiozero GPIO{self.gpio}: {e}"
             log.error("%s", error)
+        except Exception as e:  # a bug here must still reach the player, not kill a thread silently
+            log.exception("gpiozero player failed")
+            error = f"gpiozero output failed: {type(e).__name__}: {e}"
         finally:
             with contextlib.suppress(GPIOZeroError, OSError, RuntimeError, AttributeError):
                 self._set(0, 0)

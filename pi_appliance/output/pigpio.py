@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import io
 import logging
-import socket
 import struct
 import threading
 import time
@@ -42,6 +41,8 @@ log = logging.getLogger("pi_appliance.output.pigpio")
 QUEUED = 3  # slices in flight: the one playing and two queued behind it
 MAX_LEAD_TRIES = 20
 LEAD_TOLERANCE_NS = 300_000  # how far the start of a scheduled tune may be from its instant
+DROP_TOLERANCE_US = 5_000  # the DMA idle this long before the queued slices' end: one was dropped
+SLACK_WARN_US = 100_000  # warn when less than this much is queued ahead of the DMA
 NO_TX_WAVE = 9999
 #: what a dead or confused pigpiod connection raises through pigpio.py
 LINK_ERRORS = (OSError, struct.error, ConnectionError, pigpio.error, AttributeError)
@@ -70,7 +71,8 @@ class PigpioOutput(Output):
         self.reason = reason
         self.socket_timeout = socket_timeout
         self.volume = 100
-        self.underruns = 0
+        self.underruns = 0  # the DMA ran dry before the next slice was queued
+        self.drops = 0  # pigpiod dropped a SYNC-queued slice (pigpio #457); resent, late
         self._pi: pigpio.pi | None = None
         self._feeder: _Feeder | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -163,7 +165,9 @@ class PigpioOutput(Output):
 
 
 def _describe(e: BaseException) -> str:
-    if isinstance(e, struct.error | ConnectionError | socket.timeout | AttributeError):
+    if isinstance(e, TimeoutError):
+        return "no answer (timed out)"
+    if isinstance(e, struct.error | ConnectionError | AttributeError):
         return "connection lost"
     return str(e) or type(e).__name__
 
@@ -199,6 +203,9 @@ class _Feeder(threading.Thread):
         self.done = False  # set before the listener hears of the end
         self.in_flight: deque[tuple[int, Slice]] = deque()
         self._t0_ns = 0  # monotonic instant of tune time start_us
+        self._anchor = 0  # DMA tick (unwrapped) at which tune time start_us plays
+        self._ticks = 0
+        self._raw_tick: int | None = None
 
     # where are we: the daemon's clock, bounded by the slice the DMA is in
     def position_us(self) -> int:
@@ -230,7 +237,7 @@ class _Feeder(threading.Thread):
         pi = self.pi
         build_ns = 0  # how long WVAG + WVCAP took last time
         best: tuple[int, int, int] | None = None
-        for _attempt in range(MAX_LEAD_TRIES):
+        for attempt in range(MAX_LEAD_TRIES):
             t_c = time.time_ns()
             aim = t_c + build_ns
             lead_us = (self.at_ns - aim) // 1000 - LEAD_IN_US
@@ -243,14 +250,15 @@ class _Feeder(threading.Thread):
             t_b = time.time_ns()
             started = (t_a + t_b) // 2
             miss = abs(started - aim)
-            if t_b - t_a <= LEAD_TOLERANCE_NS and miss <= LEAD_TOLERANCE_NS:
+            good = t_b - t_a <= LEAD_TOLERANCE_NS and miss <= LEAD_TOLERANCE_NS
+            if good or attempt == MAX_LEAD_TRIES - 1:
+                if not good:
+                    log.warning("start placed %.1f ms off its instant (a busy machine)", miss / 1e6)
                 best = (wid, lead_us, started)
                 break
             pi.wave_tx_stop()
             pi.wave_delete(wid)
             build_ns = t_a - t_c + (t_b - t_a) // 2
-        else:
-            log.warning("could not place the start within %.1f ms: starting late", LEAD_TOLERANCE_NS / 1e6)
         if best is None:
             if self.at_ns < time.time_ns():
                 log.warning("start instant already passed by %.1f ms: starting now",
@@ -260,6 +268,54 @@ class _Feeder(threading.Thread):
         self.in_flight.append((wid, Slice(-1, self.start_us - lead_us, ((0, 0, lead_us),))))
         self._t0_ns = time.monotonic_ns() + (self.at_ns - time.time_ns())
         return True
+
+    # the DMA's clock: pigpio's 32-bit µs tick, unwrapped (read at least once per slice, so a wrap
+    # every 71.6 minutes is never missed)
+    def _tick(self) -> int:
+        raw = self.pi.get_current_tick()
+        if self._raw_tick is None:
+            self._ticks = raw
+        else:
+            self._ticks += (raw - self._raw_tick) & 0xFFFFFFFF
+        self._raw_tick = raw
+        return self._ticks
+
+    def _anchor_at(self, sl: Slice) -> None:
+        """``sl`` was just sent onto an idle DMA: it starts now (+ the lead-in)."""
+        self._anchor = self._tick() + LEAD_IN_US - (sl.start_us - self.start_us)
+
+    def _tick_of(self, tune_us: int) -> int:
+        return self._anchor + tune_us - self.start_us
+
+    def _dma_went_idle(self, exhausted: bool) -> None:
+        """``wave_tx_at`` says idle: the tune ended, the feeder was late (underrun), or pigpiod dropped
+        a SYNC-queued slice (pigpio #457). The DMA tick tells which."""
+        pi = self.pi
+        now = self._tick()
+        played = [(w, sl) for w, sl in self.in_flight if self._tick_of(sl.end_us) <= now + DROP_TOLERANCE_US]
+        lost = self.in_flight and len(played) < len(self.in_flight)
+        if lost:
+            unplayed = list(self.in_flight)[len(played) :]
+            for wid, _ in played:
+                pi.wave_delete(wid)
+            shift = now - self._tick_of(unplayed[0][1].start_us)
+            self.out.drops += 1
+            log.warning("pigpiod dropped a queued slice (pigpio #457): resending %d, %.1f ms late",
+                        len(unplayed), shift / 1000)  # fmt: skip
+            pi.wave_tx_stop()  # idle already; clears the stale tail so the resend cannot self-loop
+            self.in_flight.clear()
+            for i, (wid, sl) in enumerate(unplayed):
+                pi.wave_send_using_mode(wid, pigpio.WAVE_MODE_ONE_SHOT_SYNC)
+                self.in_flight.append((wid, sl))
+                if i == 0:
+                    self._anchor_at(sl)
+            return
+        for wid, _ in self.in_flight:
+            pi.wave_delete(wid)
+        self.in_flight.clear()
+        if not exhausted:
+            self.out.underruns += 1
+            log.warning("underrun: the DMA ran dry before the next slice was queued (a gap)")
 
     def run(self) -> None:
         pi = self.pi
@@ -277,14 +333,18 @@ class _Feeder(threading.Thread):
                     if sl is None:
                         exhausted = True
                         return
+                    idle = not self.in_flight
                     self._send(sl)
+                    if idle:
+                        self._anchor_at(sl)
 
             if self.at_ns is not None and self._send_lead():
-                pass
+                self._anchor_at(self.in_flight[0][1])
             else:
                 first = next(slices, None)
                 if first is not None:
                     self._send(first)
+                    self._anchor_at(first)
                     self._t0_ns = time.monotonic_ns() + LEAD_IN_US * 1000
                 else:
                     exhausted = True
@@ -298,21 +358,22 @@ class _Feeder(threading.Thread):
                     break
                 at = pi.wave_tx_at()
                 if at == NO_TX_WAVE:
-                    for wid, _ in self.in_flight:
-                        pi.wave_delete(wid)
-                    self.in_flight.clear()
-                    if not exhausted:
-                        self.out.underruns += 1
-                        log.warning("underrun: the DMA ran dry before the next slice was queued (gap)")
-                elif any(w == at for w, _ in self.in_flight):
+                    self._dma_went_idle(exhausted)
+                elif self.in_flight[0][0] != at and any(w == at for w, _ in self.in_flight):
                     while self.in_flight[0][0] != at:
                         wid, _ = self.in_flight.popleft()
                         pi.wave_delete(wid)
+                    slack = self._tick_of(self.in_flight[-1][1].end_us) - self._tick()
+                    if slack < SLACK_WARN_US and not exhausted:
+                        log.warning("feeder slack down to %.1f ms", slack / 1000)
                 fill()
         except OutputError as e:
             self.error = str(e)
         except LINK_ERRORS as e:
             self.error = f"pigpiod at {self.out.host}:{self.out.port}: {_describe(e)}"
+        except Exception as e:  # a bug here must still reach the player, not kill a thread silently
+            log.exception("pigpio feeder failed")
+            self.error = f"pigpio output failed: {type(e).__name__}: {e}"
         finally:
             if self.error is None:
                 try:

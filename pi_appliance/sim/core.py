@@ -186,12 +186,17 @@ class Simulator:
         self.high_pulses = 0
         self.high_micros = 0
         self.high_cbs = 0
+        self.high_live_waves = 0  # the most wave ids ever live at once
         # DMA
         self.queue: deque[Segment] = deque()
         self.tail_wid: int | None = None  # waveEndPtr's wave; cleared only by WVCLR and WVHLT
         self.segments: deque[tuple[int, int, int, int]] = deque(maxlen=100_000)  # wid, sent, start, end
         self.faults: list[str] = []
-        self.underruns = 0
+        self.underruns = 0  # SYNC sends that found the DMA idle after an earlier wave (a gap)
+        self.sync_sends = 0
+        self.drop_sync_sends: set[int] = set()  # fault injection: drop these SYNC sends (1-based)
+        self.dropped = 0
+        self._detached = False
         # recording
         self.keep_edges = keep_edges  # None = keep all, 0 = none, n = keep the first n
         self._e_t = array("q")
@@ -293,6 +298,7 @@ class Simulator:
             self._log_segment(seg)
 
     def _start(self, seg: Segment, now: int) -> None:
+        self._detached = False
         seg.start = seg.t = now + LEAD_IN_US
         self.queue.append(seg)
 
@@ -511,6 +517,7 @@ class Simulator:
                 if self._wave_in_use(wid):
                     self.faults.append(f"wave {wid} rebuilt while the DMA still reads it")
                 self.waves[wid] = wave
+                self._count_live()
                 self._build.clear()
                 self._build_end = 0
                 return wid
@@ -526,9 +533,13 @@ class Simulator:
             return PI_NO_WAVEFORM_ID
         self.waves.append(wave)
         self.high_cbs = max(self.high_cbs, used_cbs + slot_cbs)
+        self._count_live()
         self._build.clear()
         self._build_end = 0
         return len(self.waves) - 1
+
+    def _count_live(self) -> None:
+        self.high_live_waves = max(self.high_live_waves, sum(1 for w in self.waves if w and not w.deleted))
 
     def cmd_wvcre(self, *_: object) -> int:
         return self._create(None)
@@ -594,7 +605,15 @@ class Simulator:
                     self.queue[-1].repeat = True
                     self.tail_wid = wid
                     return w.cbs
-            if self.queue:
+            self.sync_sends += 1
+            if self.queue and (self._detached or self.sync_sends in self.drop_sync_sends):
+                # pigpio #457 b: the DMA had already fetched the tail's last CB when its next pointer
+                # was patched: this wave never runs, nor does anything SYNC-queued behind it while the
+                # DMA is still busy. Injected on purpose (drop_sync_sends) to test recovery.
+                self.faults.append(f"SYNC send of wave {wid} dropped (pigpio #457 race)")
+                self.dropped += 1
+                self._detached = True
+            elif self.queue:
                 tail = self.queue[-1]
                 if tail.repeat:
                     tail.stop_after_cycle = True
@@ -631,6 +650,7 @@ class Simulator:
     def cmd_wvhlt(self, *_: object) -> int:
         self._kill_dma(self.now())
         self.tail_wid = None
+        self._detached = False
         return 0
 
     def cmd_deprecated(self, *_: object) -> int:
