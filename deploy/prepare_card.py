@@ -254,6 +254,7 @@ def firstrun_sh(fb: FirstBoot) -> str:
         '      usermod -l "$NEW_USER" "$FIRSTUSER"',
         '      usermod -m -d "/home/$NEW_USER" "$NEW_USER"',
         '      groupmod -n "$NEW_USER" "$FIRSTUSER"',
+        '      sed -i "s/^$FIRSTUSER:/$NEW_USER:/" /etc/subuid /etc/subgid 2>/dev/null',
         "   fi",
         "fi",
         'NEW_HOME=$(getent passwd "$NEW_USER" | cut -d: -f6)',
@@ -370,7 +371,7 @@ class Bootfs:
         self.directory = target.is_dir()
         self.offset = 0 if self.directory else fat_offset(target, partition)
         if not self.directory:
-            for tool in ("mcopy", "mtype", "mdir"):
+            for tool in ("mcopy", "mtype", "mdir", "mdel"):
                 if shutil.which(tool) is None:
                     raise CardError(f"{tool} not found: install mtools (apt-get install mtools)")
 
@@ -378,7 +379,7 @@ class Bootfs:
         return f"{self.target}@@{self.offset}" if self.offset else str(self.target)
 
     def _mtools(self, *args: str, input_bytes: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-        env = dict(os.environ, MTOOLS_SKIP_CHECK="1", MTOOLS_NO_VFAT="0")
+        env = dict(os.environ, MTOOLS_SKIP_CHECK="1")  # cards formatted by other tools have odd geometry
         return subprocess.run([*args], input=input_bytes, capture_output=True, env=env, check=False)
 
     def read(self, name: str) -> bytes | None:
@@ -500,8 +501,8 @@ def first_boot_from_args(args: argparse.Namespace) -> FirstBoot:
     if args.wifi_ssid:
         if not re.fullmatch(r"[A-Z]{2}", args.wifi_country or ""):
             raise CardError("--wifi-country: Wi-Fi needs the two-letter country code (ISO 3166), e.g. DE or GB")
-        if not 1 <= len(args.wifi_ssid.encode()) <= 32:
-            raise CardError("--wifi-ssid: 1 to 32 bytes")
+        if not 1 <= len(args.wifi_ssid.encode()) <= 32 or not args.wifi_ssid.isprintable():
+            raise CardError("--wifi-ssid: 1 to 32 bytes, no control characters")
         psk = wpa_psk(_read_passphrase(args), args.wifi_ssid)
         wifi = Wifi(args.wifi_ssid, psk, args.wifi_country, args.wifi_hidden)
     hostname = check_hostname(args.hostname)
@@ -576,7 +577,9 @@ def main(argv: list[str] | None = None) -> int:
             print("+ " + shlex.join(cmd), flush=True)
             return subprocess.call(cmd, cwd=Path(args.playbook).resolve().parent)
         if args.command is None:
-            parse_args(["--help"])
+            print("usage: prepare_card.py [card] TARGET --hostname NAME --user NAME --ssh-key FILE.pub ... "
+                  "| handover HOST --user NAME  (--help for more)", file=sys.stderr)  # fmt: skip
+            return 2
         fb = first_boot_from_args(args)
         if args.out:
             out = Path(args.out)

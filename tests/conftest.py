@@ -78,6 +78,7 @@ def converged_root(tmp_path_factory: pytest.TempPathFactory, deploy_wheelhouse: 
     """(root, inventory, first run, second run): the role converged into a copy of the cached root."""
     import contextlib
     import os
+    import subprocess
 
     import deploy_rootfs
 
@@ -91,7 +92,11 @@ def converged_root(tmp_path_factory: pytest.TempPathFactory, deploy_wheelhouse: 
             root = stack.enter_context(deploy_rootfs.scratch_root(base / "scratch"))
         except RuntimeError as e:
             pytest.fail(str(e))
-        inventory = deploy_rootfs.chroot_inventory(base / "inventory.yml", root, deploy_wheelhouse)
+        # Raspberry Pi OS has a gpio group (Debian has not): the role must put its user in it.
+        subprocess.run(["chroot", str(root), "groupadd", "--system", "gpio"], check=True, capture_output=True)
+        inventory = deploy_rootfs.chroot_inventory(
+            base / "inventory.yml", root, deploy_wheelhouse, pi_appliance_ntp_servers=["192.0.2.123"]
+        )
         first = deploy_rootfs.run_playbook(inventory, "pi-chroot")
         second = deploy_rootfs.run_playbook(inventory, "pi-chroot") if first.rc == 0 else first
         yield root, inventory, first, second

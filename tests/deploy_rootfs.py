@@ -117,9 +117,15 @@ def scratch_root(workdir: Path) -> Iterator[Path]:
     try:
         yield root
     finally:
-        if mounted:
+        # A booted container can leave a mount stacked on the root: take them all off, then the files.
+        for _ in range(8):
+            if not os.path.ismount(root):
+                break
             subprocess.run(["umount", "-l", str(root)], capture_output=True)
-        shutil.rmtree(workdir, ignore_errors=True)
+        if os.path.ismount(root):
+            print(f"deploy_rootfs: could not unmount {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def build_wheelhouse(out: Path) -> list[Path]:

@@ -7,7 +7,11 @@ from __future__ import annotations
 import stat
 import subprocess
 
+import pytest
 from conftest import ROOT
+
+# Longer than pyproject's 300 s: the first test also builds the cached root (debootstrap) and converges twice.
+pytestmark = pytest.mark.timeout(1500)
 
 
 def chroot(root, *cmd: str) -> subprocess.CompletedProcess[str]:
@@ -36,6 +40,18 @@ def test_second_run_changes_nothing(converged_root):
     assert second.recap.get("changed") == 0, "not idempotent:\n" + "\n".join(
         line for line in second.output.splitlines() if line.startswith("changed:") or "TASK [" in line
     )
+
+
+def test_a_dry_run_on_the_converged_root_has_nothing_to_do(converged_root):
+    """What an operator runs before a fleet update: --check --diff must report no change."""
+    import deploy_rootfs
+
+    _, inventory, first, _ = converged_root
+    assert first.rc == 0
+    check = deploy_rootfs.run_playbook(inventory, "pi-chroot", "--check", "--diff")
+    print(f"--check --diff run: {check.describe()}")
+    assert check.rc == 0, check.output[-4000:]
+    assert check.recap.get("changed") == 0, check.output[-4000:]
 
 
 def test_the_app_is_installed_offline_into_a_venv(converged_root):
@@ -67,8 +83,12 @@ def test_config_unit_and_user(converged_root):
     (line,) = [x for x in passwd.splitlines() if x.startswith("pi-appliance:")]
     uid, home, shell = int(line.split(":")[2]), line.split(":")[5], line.split(":")[6]
     assert uid < 1000 and home == "/var/lib/pi-appliance" and shell == "/usr/sbin/nologin"
-    assert (root / "usr" / "sbin" / "chronyd").exists()
-    assert (root / "etc" / "chrony" / "conf.d" / "pi-appliance.conf").exists()
+    (gpio,) = [x for x in (root / "etc" / "group").read_text().splitlines() if x.startswith("gpio:")]
+    assert "pi-appliance" in gpio.split(":")[3].split(","), gpio
+    # chrony is installed and its parser takes the fleet's server from the role's conf.d file.
+    proc = chroot(root, "chronyd", "-p")
+    assert proc.returncode == 0, proc.stderr
+    assert "server 192.0.2.123 iburst" in proc.stdout, proc.stdout
 
 
 def test_deployed_unit_verifies_and_scores(converged_root):

@@ -79,6 +79,41 @@ def test_site_rolls_out_a_canary_first_and_stops_at_the_first_failure():
     assert inventory["pi_appliances"]["hosts"]
 
 
+def test_the_rollout_stops_at_a_failing_batch(tmp_path):
+    """site.yml's own serial and max_fail_percentage on five local hosts, the third one failing: the
+    canary, then a batch with the failure, then nothing more."""
+    (site,) = yaml.safe_load((ANSIBLE / "site.yml").read_text())
+    play = {
+        "name": "Rollout",
+        "hosts": "all",
+        "gather_facts": False,
+        "serial": site["serial"],
+        "max_fail_percentage": site["max_fail_percentage"],
+        "tasks": [
+            {
+                "name": "Fail on pi3",
+                "ansible.builtin.fail": {"msg": "bad build"},
+                "when": "inventory_hostname == 'pi3'",
+            },
+            {"name": "Deployed", "ansible.builtin.debug": {"msg": "ok"}},
+        ],
+    }
+    (tmp_path / "rollout.yml").write_text(yaml.safe_dump([play], sort_keys=False))
+    inventory = "pi1,pi2,pi3,pi4,pi5,pi6,pi7,pi8,"
+    proc = subprocess.run(
+        [tool("ansible-playbook"), "-c", "local", "-i", inventory, str(tmp_path / "rollout.yml")],
+        env=dict(env(), ANSIBLE_PYTHON_INTERPRETER=sys.executable),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    recap = proc.stdout.split("PLAY RECAP")[-1]
+    touched = {line.split()[0] for line in recap.splitlines() if ":" in line and "ok=" in line}
+    # serial [1, "25%"] of 8: pi1, then pi2+pi3; pi3 fails, so pi4..pi8 are never touched.
+    assert touched == {"pi1", "pi2", "pi3"}, proc.stdout
+
+
 def test_every_default_has_an_argument_spec():
     role = ANSIBLE / "roles" / "pi_appliance"
     defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())

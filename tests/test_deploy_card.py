@@ -245,6 +245,7 @@ def test_partitioned_image_and_mounted_directory(tmp_path, keypair):
         ({"--wifi-country": ""}, "--wifi-country"),
         ({"--password-hash": "hunter22"}, "never a password"),
         ({"--ssh-key": "PRIVATE"}, "this is a private key"),
+        ({"--wifi-ssid": "Lab\nPI_APPLIANCE_WIFI"}, "--wifi-ssid"),
     ],
 )
 def test_bad_input_is_refused_with_one_line(tmp_path, keypair, change, message):
@@ -296,6 +297,7 @@ def test_handover_waits_for_ssh_then_hands_the_host_to_the_playbook():
         srv.close()
 
 
+@pytest.mark.timeout(900)  # builds the cached root when it is absent
 def test_firstrun_script_does_its_job_in_a_debian_root(tmp_path, keypair):
     """Bookworm's path without Imager's helpers: run firstrun.sh in a chroot of the cached root."""
     import deploy_rootfs

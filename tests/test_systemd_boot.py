@@ -6,8 +6,16 @@ event loop is stuck (PI_APPLIANCE_DEBUG_STALL=1 plus SIGUSR2, set by a test-only
 from __future__ import annotations
 
 import importlib.util
+import re
+import shutil
+import subprocess
+import sys
 
 import pytest
+from conftest import ROOT
+
+# Longer than pyproject's 300 s: the first test may build, converge and boot the root.
+pytestmark = pytest.mark.timeout(1500)
 
 UNIT = "pi-appliance.service"
 DROPIN = "/etc/systemd/system/pi-appliance.service.d/90-watchdog-test.conf"
@@ -45,22 +53,30 @@ def test_the_unit_becomes_active_through_ready(booted_appliance):
     assert owner[0] == "pi-appliance", owner
 
 
-def test_pictl_status_answers_inside_the_root(booted_appliance):
+def test_pictl_status_and_play_inside_the_root(booted_appliance):
     m = booted_appliance
     wait_active(m)
     if importlib.util.find_spec("pi_appliance.cli.pictl") is not None:
         proc = m.run("/opt/pi-appliance/venv/bin/pictl", "--host", "127.0.0.1", "--port", "6600", "status", check=False)
+        print(f"pictl status inside the booted root:\n{proc.stdout}")
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        out = proc.stdout
-    else:  # pictl is not built yet: ask with python-mpd2 from the same venv, as pictl would
+        assert "volume:" in proc.stdout, proc.stdout  # mpc's status layout
+        # And the README's last step: it plays (on the simulator: this root is no Pi).
+        play = m.run(
+            "/opt/pi-appliance/venv/bin/pictl", "--host", "127.0.0.1", "--port", "6600", "play", "1", check=False
+        )
+        print(f"pictl play 1:\n{play.stdout}")
+        assert play.returncode == 0 and "[playing]" in play.stdout, play.stdout + play.stderr
+    else:  # pictl is not on this branch yet: ask with python-mpd2 from the same venv, as pictl would
         program = (
             "import mpd; c = mpd.MPDClient(); c.connect('127.0.0.1', 6600); "
-            "print(c.mpd_version); print(c.status()); c.disconnect()"
+            "print(c.mpd_version); print(c.status()); c.play(0); print(c.status()['state']); c.disconnect()"
         )
         proc = m.run("/opt/pi-appliance/venv/bin/python", "-c", program, check=False)
+        print(f"python-mpd2 status inside the booted root (no pictl yet):\n{proc.stdout}")
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        out = proc.stdout
-    assert "state" in out, out
+        assert "'state': 'stop'" in proc.stdout, proc.stdout
+        assert proc.stdout.splitlines()[-1] == "play", proc.stdout  # and it plays (on the simulator)
 
 
 def test_sigterm_stops_cleanly(booted_appliance):
@@ -99,3 +115,46 @@ def test_the_watchdog_restarts_a_stuck_loop(booted_appliance):
         m.run("rm", "-f", DROPIN)
         m.run("systemctl", "daemon-reload")
         m.run("systemctl", "restart", UNIT, check=False)
+
+
+def test_an_update_rolls_in_and_the_daemon_comes_back(booted_appliance, converged_root, deploy_wheelhouse, tmp_path):
+    """ "Again later, to update them": a newer wheel beside the old one, the playbook again (asked for
+    the version), the daemon restarted on the new code. Two versions without a choice are refused."""
+    import deploy_rootfs
+
+    m = booted_appliance
+    root, *_ = converged_root
+    src = tmp_path / "src"
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(".git", ".venv", "dist", "build", "*.egg-info", "__pycache__", "demo-out"),
+    )
+    pyproject = src / "pyproject.toml"
+    pyproject.write_text(re.sub(r'(?m)^version = "([^"]+)"$', r'version = "\1+update"', pyproject.read_text(), count=1))
+    new_version = re.search(r'(?m)^version = "([^"]+)"$', pyproject.read_text()).group(1)
+    wheelhouse = tmp_path / "wheelhouse"
+    shutil.copytree(deploy_wheelhouse, wheelhouse)
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheelhouse), str(src)],
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    inv = deploy_rootfs.chroot_inventory(
+        tmp_path / "inventory.yml", root, wheelhouse, pi_appliance_ntp_servers=["192.0.2.123"]
+    )
+
+    ambiguous = deploy_rootfs.run_playbook(inv, "pi-chroot")
+    assert ambiguous.rc != 0 and "holds several versions" in ambiguous.output, ambiguous.output[-3000:]
+
+    update = deploy_rootfs.run_playbook(inv, "pi-chroot", "-e", f"pi_appliance_version={new_version}")
+    print(f"update run: {update.describe()}")
+    assert update.rc == 0, update.output[-4000:]
+    pip_task = update.output.split("Install pi-appliance into its virtual environment")[1].split("TASK [")[0]
+    assert "changed: [pi-chroot]" in pip_task, pip_task
+    m.run("systemctl", "restart", UNIT)
+    wait_active(m)
+    probe = "import importlib.metadata as md; print(md.version('pi-appliance'))"
+    running = m.run("/opt/pi-appliance/venv/bin/python", "-c", probe).stdout.strip()
+    assert running == new_version

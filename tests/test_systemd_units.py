@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import jinja2
@@ -14,7 +15,7 @@ from conftest import ROOT, need_program
 
 UNIT = ROOT / "systemd" / "pi-appliance.service"
 ROLE = ROOT / "ansible" / "roles" / "pi_appliance"
-DAEMON = ROOT / ".venv" / "bin" / "pi-appliance"
+DAEMON = Path(sys.executable).parent / "pi-appliance"  # the entry point installed with the test venv
 
 
 def verify(unit: Path) -> subprocess.CompletedProcess[str]:
@@ -22,7 +23,9 @@ def verify(unit: Path) -> subprocess.CompletedProcess[str]:
     namespace) holds the real daemon's entry point, so the host's /opt is never touched."""
     need_program("systemd-analyze")
     need_program("unshare")
-    daemon = DAEMON if DAEMON.exists() else Path(subprocess.check_output(["which", "pi-appliance"], text=True).strip())
+    if not DAEMON.exists():
+        pytest.fail(f"{DAEMON} is missing: install pi-appliance into the test venv (tools/setup-venv.sh)")
+    daemon = DAEMON
     script = (
         "set -e; mount -t tmpfs none /opt; mkdir -p /opt/pi-appliance/venv/bin; "
         f"ln -s {daemon} /opt/pi-appliance/venv/bin/pi-appliance; "
@@ -102,7 +105,11 @@ def render_dropin(backend: str, port: int = 6600, raw: bool = False, privileged:
     [
         ("sim", {"backend": "sim"}, []),
         ("pigpio", {"backend": "pigpio"}, ["Wants=pigpiod.service"]),
-        ("gpiozero", {"backend": "gpiozero"}, ["DeviceAllow=char-gpiochip rw", "SupplementaryGroups=gpio"]),
+        (
+            "gpiozero",
+            {"backend": "gpiozero"},
+            ["DeviceAllow=char-gpiochip rw", "SupplementaryGroups=gpio", "LG_WD=/run/pi-appliance"],
+        ),
         ("port 600", {"backend": "sim", "port": 600}, ["AmbientCapabilities=CAP_NET_BIND_SERVICE"]),
         ("raw knocks", {"backend": "sim", "raw": True}, ["AmbientCapabilities=CAP_NET_RAW", "AF_PACKET"]),
     ],
