@@ -40,7 +40,9 @@ log = logging.getLogger("pi_appliance.output.pigpio")
 
 QUEUED = 3  # slices in flight: the one playing and two queued behind it
 MAX_LEAD_TRIES = 20
-LEAD_TOLERANCE_NS = 300_000  # how far the start of a scheduled tune may be from its instant
+LEAD_TOLERANCE_NS = 300_000  # the widest bracket around the lead wave's send we accept (±150 µs)
+LEAD_MARGIN_US = 20_000  # the first lead wave ends this much before the instant; the second fills it
+MIN_LEAD_US = 1_000  # closer to the instant than this: start now
 DROP_TOLERANCE_US = 5_000  # the DMA idle this long before the queued slices' end: one was dropped
 SLACK_WARN_US = 100_000  # warn when less than this much is queued ahead of the DMA
 NO_TX_WAVE = 9999
@@ -228,45 +230,55 @@ class _Feeder(threading.Thread):
     def _send_lead(self) -> bool:
         """Silence until ``at_ns`` (wall clock), DMA-timed, so the tune's first instant lands on it.
 
-        The lead wave's start is the moment pigpiod handles WVTXM (+ the 20 µs lead-in), which we only
-        know to lie between the wall-clock readings taken around that call. We aim for where the call
-        is expected to land; if the bracket is too wide or missed the aim (a busy machine, a GC
-        pause), we stop the still-silent wave and try again. True once a lead wave is in flight.
+        Two silent waves. The first runs until a little before the instant; when it started we only
+        know to lie between the wall-clock readings taken around its WVTXM (+ the 20 µs lead-in), so
+        while that bracket is too wide (a busy machine, a GC pause) we stop the still-silent wave
+        and send it again. The second, queued behind it (SYNC), fills the rest exactly: how long
+        building a wave took never matters, only the width of one send's bracket. Anchors the DMA
+        tick and the daemon's clock on the instant; true once the lead is in flight.
         """
         assert self.at_ns is not None
         pi = self.pi
-        build_ns = 0  # how long WVAG + WVCAP took last time
-        best: tuple[int, int, int] | None = None
+        sent: tuple[int, int, int, int] | None = None  # wave id, its µs, its start (wall ns), bracket ns
         for attempt in range(MAX_LEAD_TRIES):
-            t_c = time.time_ns()
-            aim = t_c + build_ns
-            lead_us = (self.at_ns - aim) // 1000 - LEAD_IN_US
-            if lead_us <= 0:
+            left_us = (self.at_ns - time.time_ns()) // 1000 - LEAD_IN_US
+            if left_us < MIN_LEAD_US:
                 break
+            lead_us = left_us - min(LEAD_MARGIN_US, left_us // 2)
             pi.wave_add_generic([pigpio.pulse(0, 0, lead_us)])
             wid = pi.wave_create_and_pad(self.out.limits.pad_pct)
             t_a = time.time_ns()
             pi.wave_send_using_mode(wid, pigpio.WAVE_MODE_ONE_SHOT_SYNC)
             t_b = time.time_ns()
-            started = (t_a + t_b) // 2
-            miss = abs(started - aim)
-            good = t_b - t_a <= LEAD_TOLERANCE_NS and miss <= LEAD_TOLERANCE_NS
-            if good or attempt == MAX_LEAD_TRIES - 1:
-                if not good:
-                    log.warning("start placed %.1f ms off its instant (a busy machine)", miss / 1e6)
-                best = (wid, lead_us, started)
+            if t_b - t_a <= LEAD_TOLERANCE_NS or attempt == MAX_LEAD_TRIES - 1:
+                sent = (wid, lead_us, (t_a + t_b) // 2 + LEAD_IN_US * 1000, t_b - t_a)
                 break
             pi.wave_tx_stop()
             pi.wave_delete(wid)
-            build_ns = t_a - t_c + (t_b - t_a) // 2
-        if best is None:
-            if self.at_ns < time.time_ns():
-                log.warning("start instant already passed by %.1f ms: starting now",
-                            (time.time_ns() - self.at_ns) / 1e6)  # fmt: skip
+        if sent is None:
+            late = time.time_ns() - self.at_ns
+            if late > 0:
+                log.warning("start instant already passed by %.1f ms: starting now", late / 1e6)
             return False
-        wid, lead_us, started = best
-        self.in_flight.append((wid, Slice(-1, self.start_us - lead_us, ((0, 0, lead_us),))))
+        wid, lead_us, began_ns, bracket_ns = sent
+        if bracket_ns > LEAD_TOLERANCE_NS:
+            log.warning("start placed within ±%.1f ms of its instant (a busy machine)", bracket_ns / 2e6)
+        fill_us = (self.at_ns - (began_ns + lead_us * 1000)) // 1000
+        ahead = max(fill_us, 0) + lead_us
+        self.in_flight.append((wid, Slice(-1, self.start_us - ahead, ((0, 0, lead_us),))))
+        # tick and wall clock read together: the tick at which tune time start_us plays
+        tick, wall = self._tick(), time.time_ns()
+        self._anchor = tick + (self.at_ns - wall) // 1000
         self._t0_ns = time.monotonic_ns() + (self.at_ns - time.time_ns())
+        if fill_us > 0:
+            pi.wave_add_generic([pigpio.pulse(0, 0, fill_us)])
+            fid = pi.wave_create_and_pad(self.out.limits.pad_pct)
+            pi.wave_send_using_mode(fid, pigpio.WAVE_MODE_ONE_SHOT_SYNC)
+            self.in_flight.append((fid, Slice(-1, self.start_us - fill_us, ((0, 0, fill_us),))))
+            if time.time_ns() > began_ns + lead_us * 1000:
+                log.warning("start instant missed: the second lead wave was queued too late (a busy machine)")
+        elif fill_us < 0:
+            log.warning("start placed %.1f ms after its instant (a busy machine)", -fill_us / 1000)
         return True
 
     # the DMA's clock: pigpio's 32-bit µs tick, unwrapped (read at least once per slice, so a wrap
@@ -338,9 +350,7 @@ class _Feeder(threading.Thread):
                     if idle:
                         self._anchor_at(sl)
 
-            if self.at_ns is not None and self._send_lead():
-                self._anchor_at(self.in_flight[0][1])
-            else:
+            if self.at_ns is None or not self._send_lead():
                 first = next(slices, None)
                 if first is not None:
                     self._send(first)
@@ -364,7 +374,8 @@ class _Feeder(threading.Thread):
                         wid, _ = self.in_flight.popleft()
                         pi.wave_delete(wid)
                     slack = self._tick_of(self.in_flight[-1][1].end_us) - self._tick()
-                    if slack < SLACK_WARN_US and not exhausted:
+                    ramping = self.in_flight[-1][1].index < len(self.out.limits.ramp_us)  # short by design
+                    if slack < SLACK_WARN_US and not exhausted and not ramping:
                         log.warning("feeder slack down to %.1f ms", slack / 1000)
                 fill()
         except OutputError as e:
