@@ -4,8 +4,9 @@
 
 Measured for both, each in its own process, one after the other:
 
-1. latency: Debian's ``knock`` client sends a 3-port UDP (and TCP) sequence; from the moment the
-   client has exited (its last packet is out) to the action: knockd's ``start_command`` writing
+1. latency: Debian's ``knock`` client sends a 3-port UDP (and TCP) sequence; from the kernel's
+   timestamp of its last packet on lo (an ``AF_PACKET`` socket with SO_TIMESTAMPNS) to the action:
+   knockd's ``start_command`` writing
    ``date +%s%N``; ours the player callback of the bare listener, and for the whole appliance
    (``pi-appliance --output sim``, sequence → play tune 1) the simulator's first note edge. Median,
    p99, over N tries with random 0-50 ms pauses.
@@ -284,7 +285,7 @@ def serve_appliance(cfg_path: str) -> None:
 
 def sim_latency(run: Path, n: int, how: str) -> dict[str, Any]:
     """The appliance with the simulator, a knock sequence playing tune 1 (a stop sequence between
-    tries); from the knock client's exit to the simulator's first edge (``sim-edges.jsonl`` wall_ns).
+    tries); from the last knock's packet on lo to the simulator's first edge (``sim-edges.jsonl`` wall_ns).
     ``how``: "daemon" runs ``pi-appliance --output sim``; "wired" runs :func:`serve_appliance`."""
     state = run / how
     state.mkdir()
@@ -311,13 +312,17 @@ def sim_latency(run: Path, n: int, how: str) -> dict[str, Any]:
         knock = shutil.which("knock") or "/usr/bin/knock"
         lat: list[float] = []
         missed = 0
+        sniffer = LastKnock()
         for _ in range(n):
             subprocess.run([knock, "-u", "127.0.0.1", *map(str, stop_ports)], check=True)
             time.sleep(0.3)
             offset = edges.stat().st_size
             t0 = time.time_ns()
+            sniffer.drain()
             subprocess.run([knock, "-u", "127.0.0.1", *map(str, SEQ)], check=True)
-            t1 = time.time_ns()
+            t1 = sniffer.sent_ns(SEQ[-1])
+            if t1 is None:
+                return {"error": "the last knock's packet was not seen on lo"}
             if proc.poll() is not None:
                 return {"error": f"{how} exited: " + (run / f"{how}.out").read_text()[-300:]}
             first = None
@@ -340,6 +345,8 @@ def sim_latency(run: Path, n: int, how: str) -> dict[str, Any]:
                 lat.append((first - t1) / 1e6)
             time.sleep(random.uniform(0, 0.05))
     finally:
+        if "sniffer" in locals():
+            sniffer.close()
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -359,6 +366,58 @@ def sim_latency(run: Path, n: int, how: str) -> dict[str, Any]:
     }
 
 
+# --- when the last knock left: the kernel's timestamp of its packet on lo ---
+
+SO_TIMESTAMPNS = 35  # Linux; the socket module does not export it
+ETH_P_ALL = 0x0003
+
+
+class LastKnock:
+    """An ``AF_PACKET`` socket on ``lo`` with kernel receive timestamps (CLOCK_REALTIME, the clock
+    knockd's ``date +%s%N`` and the simulator's ``wall_ns`` use). :meth:`sent_ns` gives the instant
+    the packet to ``port`` went out; the knock client exits later, so timing from its exit makes
+    everything look faster than it is (even negative)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        self.sock.bind(("lo", 0))
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.sock.setblocking(False)
+
+    def drain(self) -> None:
+        try:
+            while True:
+                self.sock.recv(65536)
+        except BlockingIOError:
+            pass
+
+    def sent_ns(self, port: int) -> int | None:
+        """The first packet to ``port`` since the last :meth:`drain` (each packet shows twice on
+        lo, going out and coming in: the first is when it left)."""
+        found = None
+        try:
+            while True:
+                data, anc, _flags, _addr = self.sock.recvmsg(65536, socket.CMSG_SPACE(16))
+                if found is not None or len(data) < 14 + 20 or data[12:14] != b"\x08\x00":
+                    continue
+                ip = data[14:]
+                ihl = (ip[0] & 0x0F) * 4
+                if ip[9] not in (6, 17) or len(ip) < ihl + 4:
+                    continue
+                if struct.unpack_from("!H", ip, ihl + 2)[0] != port:
+                    continue
+                for level, kind, raw in anc:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                        sec, nsec = struct.unpack("qq", raw[:16])
+                        found = sec * 1_000_000_000 + nsec
+        except BlockingIOError:
+            pass
+        return found
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 # --- measurements ---
 
 
@@ -371,11 +430,15 @@ def latency(proc: Proc, proto: str, n: int) -> dict[str, Any]:
     knock = shutil.which("knock") or "/usr/bin/knock"
     lat: list[float] = []
     missed = 0
+    sniffer = LastKnock()
     for _ in range(n):
         before = len(proc.lines())
         args = [knock, *(["-u"] if proto == "udp" else []), "127.0.0.1", *map(str, SEQ)]
+        sniffer.drain()
         subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
-        t1 = time.time_ns()
+        t1 = sniffer.sent_ns(SEQ[-1])
+        if t1 is None:
+            raise RuntimeError("the last knock's packet was not seen on lo")
         deadline = time.monotonic() + 2.0
         while len(proc.lines()) <= before and time.monotonic() < deadline:
             time.sleep(0.0005)
@@ -385,6 +448,7 @@ def latency(proc: Proc, proto: str, n: int) -> dict[str, Any]:
         else:
             lat.append((int(got[before][0]) - t1) / 1e6)
         time.sleep(random.uniform(0, 0.05))
+    sniffer.close()
     if not lat:
         return {"n": n, "missed": missed}
     return {
