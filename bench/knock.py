@@ -5,7 +5,7 @@
 Measured for both, each in its own process, one after the other:
 
 1. latency: Debian's ``knock`` client sends a 3-port UDP (and TCP) sequence; from the kernel's
-   timestamp of its last packet on lo (an ``AF_PACKET`` socket with SO_TIMESTAMPNS) to the action:
+   timestamp of its last packet's arrival on lo (``AF_PACKET``, SO_TIMESTAMPNS) to the action:
    knockd's ``start_command`` writing
    ``date +%s%N``; ours the player callback of the bare listener, and for the whole appliance
    (``pi-appliance --output sim``, sequence → play tune 1) the simulator's first note edge. Median,
@@ -38,6 +38,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from pi_appliance.knock.listeners import PacketListener
+from pi_appliance.knock.packet import build_filter
 
 SEQ = [10077, 10013, 10042]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -312,15 +315,14 @@ def sim_latency(run: Path, n: int, how: str) -> dict[str, Any]:
         knock = shutil.which("knock") or "/usr/bin/knock"
         lat: list[float] = []
         missed = 0
-        sniffer = LastKnock()
         for _ in range(n):
             subprocess.run([knock, "-u", "127.0.0.1", *map(str, stop_ports)], check=True)
             time.sleep(0.3)
             offset = edges.stat().st_size
             t0 = time.time_ns()
-            sniffer.drain()
-            subprocess.run([knock, "-u", "127.0.0.1", *map(str, SEQ)], check=True)
-            t1 = sniffer.sent_ns(SEQ[-1])
+            with LastKnock(SEQ[-1]) as sniffer:
+                subprocess.run([knock, "-u", "127.0.0.1", *map(str, SEQ)], check=True)
+                t1 = sniffer.arrived_ns()
             if t1 is None:
                 return {"error": "the last knock's packet was not seen on lo"}
             if proc.poll() is not None:
@@ -345,8 +347,6 @@ def sim_latency(run: Path, n: int, how: str) -> dict[str, Any]:
                 lat.append((first - t1) / 1e6)
             time.sleep(random.uniform(0, 0.05))
     finally:
-        if "sniffer" in locals():
-            sniffer.close()
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -355,15 +355,7 @@ def sim_latency(run: Path, n: int, how: str) -> dict[str, Any]:
                 proc.kill()
                 proc.wait()
         log.close()
-    if not lat:
-        return {"n": n, "missed": missed}
-    return {
-        "n": n,
-        "missed": missed,
-        "median_ms": round(statistics.median(lat), 3),
-        "p99_ms": round(q(lat, 0.99), 3),
-        "max_ms": round(max(lat), 3),
-    }
+    return latencies(lat, n, missed)
 
 
 # --- when the last knock left: the kernel's timestamp of its packet on lo ---
@@ -373,48 +365,34 @@ ETH_P_ALL = 0x0003
 
 
 class LastKnock:
-    """An ``AF_PACKET`` socket on ``lo`` with kernel receive timestamps (CLOCK_REALTIME, the clock
-    knockd's ``date +%s%N`` and the simulator's ``wall_ns`` use). :meth:`sent_ns` gives the instant
-    the packet to ``port`` went out; the knock client exits later, so timing from its exit makes
-    everything look faster than it is (even negative)."""
+    """An ``AF_PACKET`` socket on ``lo`` that passes (in-kernel, the listener's own BPF program) only
+    packets to ``port``, with kernel receive timestamps on CLOCK_REALTIME, the clock knockd's
+    ``date +%s%N`` and the simulator's ``wall_ns`` use. Open it before the knock; :meth:`arrived_ns`
+    is when the packet to ``port`` arrived. The knock client exits later, so timing from its exit
+    makes everything look faster than it is (the bare listener even negative)."""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    def __init__(self, port: int) -> None:
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+        PacketListener._attach(self.sock, build_filter([(port, port)], [(port, port)]))
         self.sock.bind(("lo", 0))
         self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        self.sock.setblocking(False)
 
-    def drain(self) -> None:
+    def arrived_ns(self, timeout: float = 2.0) -> int | None:
+        self.sock.settimeout(timeout)
         try:
-            while True:
-                self.sock.recv(65536)
-        except BlockingIOError:
-            pass
+            _data, anc, _flags, _addr = self.sock.recvmsg(256, socket.CMSG_SPACE(16))
+        except TimeoutError:
+            return None
+        for level, kind, raw in anc:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                sec, nsec = struct.unpack("qq", raw[:16])
+                return sec * 1_000_000_000 + nsec
+        return None
 
-    def sent_ns(self, port: int) -> int | None:
-        """The first packet to ``port`` since the last :meth:`drain` (each packet shows twice on
-        lo, going out and coming in: the first is when it left)."""
-        found = None
-        try:
-            while True:
-                data, anc, _flags, _addr = self.sock.recvmsg(65536, socket.CMSG_SPACE(16))
-                if found is not None or len(data) < 14 + 20 or data[12:14] != b"\x08\x00":
-                    continue
-                ip = data[14:]
-                ihl = (ip[0] & 0x0F) * 4
-                if ip[9] not in (6, 17) or len(ip) < ihl + 4:
-                    continue
-                if struct.unpack_from("!H", ip, ihl + 2)[0] != port:
-                    continue
-                for level, kind, raw in anc:
-                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                        sec, nsec = struct.unpack("qq", raw[:16])
-                        found = sec * 1_000_000_000 + nsec
-        except BlockingIOError:
-            pass
-        return found
+    def __enter__(self) -> LastKnock:
+        return self
 
-    def close(self) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.sock.close()
 
 
@@ -426,17 +404,29 @@ def q(values: list[float], p: float) -> float:
     return v[min(len(v) - 1, round(p * (len(v) - 1)))]
 
 
+def latencies(lat: list[float], n: int, missed: int) -> dict[str, Any]:
+    """Median, p99 and max of ``lat`` (ms) out of ``n`` tries."""
+    if not lat:
+        return {"n": n, "missed": missed}
+    return {
+        "n": n,
+        "missed": missed,
+        "median_ms": round(statistics.median(lat), 3),
+        "p99_ms": round(q(lat, 0.99), 3),
+        "max_ms": round(max(lat), 3),
+    }
+
+
 def latency(proc: Proc, proto: str, n: int) -> dict[str, Any]:
     knock = shutil.which("knock") or "/usr/bin/knock"
     lat: list[float] = []
     missed = 0
-    sniffer = LastKnock()
     for _ in range(n):
         before = len(proc.lines())
         args = [knock, *(["-u"] if proto == "udp" else []), "127.0.0.1", *map(str, SEQ)]
-        sniffer.drain()
-        subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
-        t1 = sniffer.sent_ns(SEQ[-1])
+        with LastKnock(SEQ[-1]) as sniffer:
+            subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+            t1 = sniffer.arrived_ns()
         if t1 is None:
             raise RuntimeError("the last knock's packet was not seen on lo")
         deadline = time.monotonic() + 2.0
@@ -448,16 +438,7 @@ def latency(proc: Proc, proto: str, n: int) -> dict[str, Any]:
         else:
             lat.append((int(got[before][0]) - t1) / 1e6)
         time.sleep(random.uniform(0, 0.05))
-    sniffer.close()
-    if not lat:
-        return {"n": n, "missed": missed}
-    return {
-        "n": n,
-        "missed": missed,
-        "median_ms": round(statistics.median(lat), 3),
-        "p99_ms": round(q(lat, 0.99), 3),
-        "max_ms": round(max(lat), 3),
-    }
+    return latencies(lat, n, missed)
 
 
 def spray(proc: Proc, seconds: float, rate: int) -> dict[str, Any]:
