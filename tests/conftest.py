@@ -95,7 +95,11 @@ def converged_root(tmp_path_factory: pytest.TempPathFactory, deploy_wheelhouse: 
         # Raspberry Pi OS has a gpio group (Debian has not): the role must put its user in it.
         subprocess.run(["chroot", str(root), "groupadd", "--system", "gpio"], check=True, capture_output=True)
         inventory = deploy_rootfs.chroot_inventory(
-            base / "inventory.yml", root, deploy_wheelhouse, pi_appliance_ntp_servers=["192.0.2.123"]
+            base / "inventory.yml",
+            root,
+            deploy_wheelhouse,
+            pi_appliance_ntp_servers=["192.0.2.123"],
+            pi_appliance_groups=["bench-a", "row-2"],
         )
         first = deploy_rootfs.run_playbook(inventory, "pi-chroot")
         second = deploy_rootfs.run_playbook(inventory, "pi-chroot") if first.rc == 0 else first

@@ -75,6 +75,7 @@ def test_config_unit_and_user(converged_root):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert 'kind = "sim"' in cfg.read_text()
+    assert 'groups = ["bench-a", "row-2"]' in cfg.read_text()  # pictl --group bench-a finds it (TXT groups)
     unit = root / "etc" / "systemd" / "system" / "pi-appliance.service"
     assert unit.read_bytes() == (ROOT / "systemd" / "pi-appliance.service").read_bytes()
     wants = root / "etc" / "systemd" / "system" / "multi-user.target.wants" / "pi-appliance.service"
