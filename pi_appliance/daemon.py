@@ -66,13 +66,13 @@ async def run(settings: config.Settings) -> int:
     state_dir = Path(settings.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     async with contextlib.AsyncExitStack() as parts:
-        # --- output (timing work): pi_appliance.output.select ---
+        # the buzzer
         from pi_appliance.output.select import open_output
 
         # kind sim: the in-process simulator's edges go live to <state_dir>/sim-edges.jsonl
         output = await open_output(settings.output, state_dir=state_dir)
         parts.push_async_callback(output.close)
-        # --- library + player (MPD work): pi_appliance.library, pi_appliance.player ---
+        # tunes, the queue and its saved state
         from pi_appliance.library import Library
         from pi_appliance.player import Player
         from pi_appliance.state import StateStore
@@ -81,14 +81,14 @@ async def run(settings: config.Settings) -> int:
         player = Player(output, library, StateStore(state_dir))
         await player.start()
         parts.push_async_callback(player.close)
-        # --- MPD server (MPD work): pi_appliance.mpd.server ---
+        # the MPD-protocol control socket
         from pi_appliance.mpd.app import App
         from pi_appliance.mpd.server import MpdServer
 
         mpd_app = App(player, library, settings.mpd, output_info=output.info)
         parts.callback(mpd_app.close)
         mpd_server = await parts.enter_async_context(MpdServer(mpd_app))
-        # --- knock listener (knock work): pi_appliance.knock ---
+        # knocks (off unless configured)
         if settings.knock.enabled:
             from pi_appliance.knock.actions import PlayerActions
             from pi_appliance.knock.service import KnockService
@@ -96,7 +96,7 @@ async def run(settings: config.Settings) -> int:
             knock = KnockService(settings.knock, PlayerActions(player), state_dir)
             await knock.start()  # fails closed (KnockError) on a readable key, a port it may not bind...
             parts.push_async_callback(knock.close)
-        # --- mDNS (fleet work): pi_appliance.discovery ---
+        # mDNS advertisement
         if settings.discovery.enabled:
             from pi_appliance.discovery import Advertiser, advert_for
 
@@ -112,8 +112,8 @@ async def run(settings: config.Settings) -> int:
                 log.error("mDNS: not advertising (%s: %s); pictl needs --host or MPD_HOST", type(e).__name__, e)
             else:
                 parts.push_async_callback(advertiser.stop)
-        # --- systemd notify (deploy work) ---
-        from pi_appliance import sdnotify  # imported here to keep this part's lines together
+        # systemd's notify protocol
+        from pi_appliance import sdnotify
 
         # READY=1 only now that every socket is bound; the watchdog is fed from this event loop, so a
         # stuck loop gets the daemon restarted; STOPPING=1 first on the way out (the stack unwinds).
