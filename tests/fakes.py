@@ -14,6 +14,27 @@ from pi_appliance.music import Note, Tune
 from pi_appliance.output.base import Output, OutputInfo
 
 
+class Listener:
+    """An output's listener that records what the output reported; ``wait`` for the next report."""
+
+    def __init__(self) -> None:
+        self.finished = 0
+        self.errors: list[str] = []
+        self.event = asyncio.Event()
+
+    def output_finished(self) -> None:
+        self.finished += 1
+        self.event.set()
+
+    def output_error(self, message: str) -> None:
+        self.errors.append(message)
+        self.event.set()
+
+    async def wait(self, timeout: float = 30) -> None:
+        await asyncio.wait_for(self.event.wait(), timeout)
+        self.event.clear()
+
+
 class VirtualClock:
     """Monotonic seconds that move only when a test says so."""
 

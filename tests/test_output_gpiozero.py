@@ -10,21 +10,7 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 from pi_appliance.errors import OutputError
 from pi_appliance.music import Note, Tune
 from pi_appliance.output.gpiozero import GpiozeroOutput, make_factory
-
-
-class Listener:
-    def __init__(self) -> None:
-        self.finished = 0
-        self.errors: list[str] = []
-        self.event = asyncio.Event()
-
-    def output_finished(self) -> None:
-        self.finished += 1
-        self.event.set()
-
-    def output_error(self, message: str) -> None:
-        self.errors.append(message)
-        self.event.set()
+from tests.fakes import Listener
 
 
 class FreqPin(MockPWMPin):

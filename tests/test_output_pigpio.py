@@ -22,27 +22,9 @@ from pi_appliance.output.pigpio import PigpioOutput
 from pi_appliance.output.waveplan import Limits
 from pi_appliance.sim import SimServer
 from tests.conftest import free_port
+from tests.fakes import Listener
 
 GPIO = 18
-
-
-class Listener:
-    def __init__(self) -> None:
-        self.finished = 0
-        self.errors: list[str] = []
-        self.event = asyncio.Event()
-
-    def output_finished(self) -> None:
-        self.finished += 1
-        self.event.set()
-
-    def output_error(self, message: str) -> None:
-        self.errors.append(message)
-        self.event.set()
-
-    async def wait(self, timeout: float = 30) -> None:
-        await asyncio.wait_for(self.event.wait(), timeout)
-        self.event.clear()
 
 
 def melody(n: int = 40, dur: int = 130_000) -> Tune:

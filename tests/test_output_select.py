@@ -14,20 +14,7 @@ from pi_appliance.music import Note, Tune
 from pi_appliance.output import select, waveplan
 from pi_appliance.sim.record import read_vcd
 from tests.conftest import free_port
-
-
-class Listener:
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-        self.errors: list[str] = []
-
-    def output_finished(self) -> None:
-        self.event.set()
-
-    def output_error(self, message: str) -> None:
-        self.errors.append(message)
-        self.event.set()
-
+from tests.fakes import Listener
 
 TUNE = Tune("t", (Note(880.0, 60_000), Note(0.0, 20_000), Note(1320.0, 60_000)))
 
