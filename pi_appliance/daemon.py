@@ -87,7 +87,10 @@ async def run(settings: config.Settings) -> int:
 
         mpd_app = App(player, library, settings.mpd, output_info=output.info)
         parts.callback(mpd_app.close)
-        mpd_server = await parts.enter_async_context(MpdServer(mpd_app))
+        from pi_appliance import sdnotify
+
+        # socket activation (systemd/pi-appliance.socket): systemd's bound sockets, else [mpd] bind/port
+        mpd_server = await parts.enter_async_context(MpdServer(mpd_app, sockets=sdnotify.listen_sockets()))
         # knocks (off unless configured)
         if settings.knock.enabled:
             from pi_appliance.knock.actions import PlayerActions
@@ -113,11 +116,10 @@ async def run(settings: config.Settings) -> int:
             else:
                 parts.push_async_callback(advertiser.stop)
         # systemd's notify protocol
-        from pi_appliance import sdnotify
-
         # READY=1 only now that every socket is bound; the watchdog is fed from this event loop, so a
         # stuck loop gets the daemon restarted; STOPPING=1 first on the way out (the stack unwinds).
-        await parts.enter_async_context(sdnotify.lifecycle(status=f"serving MPD on port {settings.mpd.port}"))
+        port = (mpd_server.ports or [settings.mpd.port])[0]
+        await parts.enter_async_context(sdnotify.lifecycle(status=f"serving MPD on port {port}"))
         await stop.wait()
     return 0
 

@@ -158,3 +158,44 @@ def test_an_update_rolls_in_and_the_daemon_comes_back(booted_appliance, converge
     probe = "import importlib.metadata as md; print(md.version('pi-appliance'))"
     running = m.run("/opt/pi-appliance/venv/bin/python", "-c", probe).stdout.strip()
     assert running == new_version
+
+
+def test_socket_activation_keeps_the_port_and_starts_the_daemon(
+    booted_appliance, converged_root, deploy_wheelhouse, tmp_path
+):
+    """The role with pi_appliance_socket_activation: pi-appliance.socket holds port 6600 and hands it
+    to the service; with the service stopped, a client's connection starts it and is served."""
+    import deploy_rootfs
+
+    m = booted_appliance
+    root, *_ = converged_root
+    inv = deploy_rootfs.chroot_inventory(
+        tmp_path / "inventory.yml",
+        root,
+        deploy_wheelhouse,
+        pi_appliance_ntp_servers=["192.0.2.123"],
+        pi_appliance_socket_activation=True,
+    )
+    run = deploy_rootfs.run_playbook(inv, "pi-chroot")
+    print(f"socket activation run: {run.describe()}")
+    assert run.rc == 0, run.output[-4000:]
+    assert (root / "etc/systemd/system/sockets.target.wants/pi-appliance.socket").is_symlink()
+    pictl = ("/opt/pi-appliance/venv/bin/pictl", "--host", "127.0.0.1", "--port", "6600")
+    try:
+        # what the role's handlers do on a running system: stop, bind the socket, start
+        m.run("systemctl", "daemon-reload")
+        m.run("systemctl", "stop", UNIT)
+        m.run("systemctl", "start", "pi-appliance.socket")
+        m.run("systemctl", "start", UNIT)
+        wait_active(m)
+        assert "sockets systemd passed" in m.journal(UNIT)
+        assert m.run(*pictl, "status", check=False).returncode == 0
+        # the service stopped, the port stays open: a client's connection starts the daemon
+        m.run("systemctl", "stop", UNIT)
+        assert m.unit("pi-appliance.socket", "ActiveState")["ActiveState"] == "active"
+        proc = m.run(*pictl, "status", check=False, timeout=90)
+        assert proc.returncode == 0 and "volume:" in proc.stdout, proc.stdout + proc.stderr
+        wait_active(m)
+    finally:
+        m.run("systemctl", "disable", "--now", "pi-appliance.socket", check=False)
+        m.run("systemctl", "restart", UNIT, check=False)

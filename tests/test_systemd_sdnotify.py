@@ -210,3 +210,35 @@ def test_socket_activation_with_systemd_socket_activate():
 def test_no_listen_fds_without_listen_pid():
     assert sdnotify.listen_fds({"LISTEN_FDS": "2"}) == []
     assert sdnotify.listen_fds({"LISTEN_FDS": "2", "LISTEN_PID": "1"}) == []
+
+
+def test_the_daemon_serves_mpd_on_the_socket_systemd_passes(tmp_path):
+    """pi-appliance.socket's way: the daemon takes the bound socket (sd_listen_fds) and serves MPD
+    on it, never binding its configured port; the first client's connection waits in the backlog."""
+    tool = need_program("systemd-socket-activate")
+    mpc = need_program("mpc")
+    port, configured = free_port(), free_port()
+    log = tmp_path / "daemon.log"
+    cmd = [tool, "-l", f"127.0.0.1:{port}", "--fdname=mpd", sys.executable, "-m", "pi_appliance.daemon",
+           "--output", "sim", "--no-mdns", "--state-dir", str(tmp_path / "state"),
+           "--bind", "127.0.0.1", "--port", str(configured)]  # fmt: skip
+    with log.open("wb") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # systemd-socket-activate listening: the daemon is not started yet
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "systemd-socket-activate did not listen"
+                time.sleep(0.05)
+        out = subprocess.run([mpc, "-p", str(port), "playlist"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr + log.read_text()
+        assert "Twinkle" in out.stdout, out.stdout  # a first start's queue: the built-in tunes
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", configured), timeout=5)
+        assert "sockets systemd passed: 127.0.0.1 port" in log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(20)

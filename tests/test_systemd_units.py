@@ -14,11 +14,12 @@ import pytest
 from conftest import ROOT, need_program
 
 UNIT = ROOT / "systemd" / "pi-appliance.service"
+SOCKET = ROOT / "systemd" / "pi-appliance.socket"
 ROLE = ROOT / "ansible" / "roles" / "pi_appliance"
 DAEMON = Path(sys.executable).parent / "pi-appliance"  # the entry point installed with the test venv
 
 
-def verify(unit: Path) -> subprocess.CompletedProcess[str]:
+def verify(unit: Path, *more: Path) -> subprocess.CompletedProcess[str]:
     """`systemd-analyze verify` with the ExecStart path present: a private tmpfs on /opt (mount
     namespace) holds the real daemon's entry point, so the host's /opt is never touched."""
     need_program("systemd-analyze")
@@ -29,7 +30,7 @@ def verify(unit: Path) -> subprocess.CompletedProcess[str]:
     script = (
         "set -e; mount -t tmpfs none /opt; mkdir -p /opt/pi-appliance/venv/bin; "
         f"ln -s {daemon} /opt/pi-appliance/venv/bin/pi-appliance; "
-        f"exec systemd-analyze verify --man=no {unit}"
+        f"exec systemd-analyze verify --man=no {' '.join(map(str, (unit, *more)))}"
     )
     return subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=60)
 
@@ -130,3 +131,26 @@ def test_role_dropins_verify_and_score(tmp_path, label, kwargs, expect):
     # The drop-in parses cleanly too: verify the unit with it beside it.
     proc = verify(etc / "pi-appliance.service")
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+def render_socket(binds: list[str], port: int) -> str:
+    env = jinja2.Environment(trim_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    tpl = env.from_string((ROLE / "templates" / "pi-appliance.socket.j2").read_text())
+    return tpl.render(pi_appliance_mpd_bind=binds, pi_appliance_mpd_port=port)
+
+
+def test_socket_units_verify(tmp_path):
+    """The shipped socket unit and the role's, for IPv4 and IPv6 addresses, beside the service."""
+    proc = verify(SOCKET, UNIT)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    text = render_socket(["0.0.0.0", "::1"], 660)
+    assert "ListenStream=0.0.0.0:660\n" in text and "ListenStream=[::1]:660\n" in text, text
+    (tmp_path / "pi-appliance.socket").write_text(text)
+    (tmp_path / "pi-appliance.service").write_bytes(UNIT.read_bytes())
+    proc = verify(tmp_path / "pi-appliance.socket", tmp_path / "pi-appliance.service")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    # the shipped one and the role's differ only in their comments and ListenStream lines
+    def settings(text: str) -> list[str]:
+        return [x for x in text.splitlines() if x and not x.startswith(("#", "ListenStream="))]
+
+    assert settings(SOCKET.read_text()) == settings(text)

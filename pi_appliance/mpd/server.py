@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from pi_appliance.config import MpdSettings
@@ -30,9 +31,12 @@ class MpdServer:
     ``connection_timeout`` (a connection that is not idling and sends no line for that long is
     closed; idle ones never time out)."""
 
-    def __init__(self, app: App, settings: MpdSettings | None = None) -> None:
+    def __init__(
+        self, app: App, settings: MpdSettings | None = None, *, sockets: Sequence[socket.socket] = ()
+    ) -> None:
         self.app = app
         self.settings = settings or app.settings
+        self.inherited = list(sockets)  # bound by systemd (socket activation): used instead of bind/port
         self._servers: list[asyncio.base_events.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -40,6 +44,9 @@ class MpdServer:
 
     async def start(self) -> None:
         s = self.settings
+        if self.inherited:
+            await self._serve_inherited()
+            return
         try:
             for host in s.bind:
                 server = await asyncio.start_server(
@@ -62,6 +69,23 @@ class MpdServer:
         self._sweeper = asyncio.create_task(self._sweep(), name="mpd-timeouts")
         log.info("MPD protocol on %s port %s%s", ", ".join(s.bind), self.ports, f", {s.socket}" if s.socket else "")
 
+    async def _serve_inherited(self) -> None:
+        """Socket activation: serve on the listening sockets systemd passed, TCP or Unix."""
+        where = []
+        for sock in self.inherited:
+            sock.setblocking(False)
+            if sock.family == socket.AF_UNIX:
+                server = await asyncio.start_unix_server(self._unix_client, sock=sock, backlog=128)
+                where.append(str(sock.getsockname()))
+            else:
+                server = await asyncio.start_server(self._tcp_client, sock=sock, limit=65536, backlog=128)
+                self.ports.append(sock.getsockname()[1])
+                host, port = sock.getsockname()[:2]
+                where.append(f"{host} port {port}")
+            self._servers.append(server)
+        self._sweeper = asyncio.create_task(self._sweep(), name="mpd-timeouts")
+        log.info("MPD protocol on the sockets systemd passed: %s ([mpd] bind and port unused)", ", ".join(where))
+
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -78,7 +102,7 @@ class MpdServer:
         self._servers.clear()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=2)
-        if self.settings.socket:
+        if self.settings.socket and not self.inherited:
             with contextlib.suppress(OSError):
                 Path(self.settings.socket).unlink()
 
