@@ -265,6 +265,9 @@ class Registry:
         except KeyError:
             raise MpdError(Ack.UNKNOWN, f'unknown command "{name}"', command="") from None
 
+    def get(self, name: str) -> Command | None:
+        return self._table.get(name)
+
     def __contains__(self, name: str) -> bool:
         return name in self._table
 
