@@ -262,11 +262,18 @@ async def _poll(port: int, seconds: float) -> list[float]:
     period = 1 / POLL_HZ
     loop = asyncio.get_running_loop()
 
-    async def client(i: int) -> None:
+    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        sock = writer.get_extra_info("socket")
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        await reader.readline()
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if not (await reader.readline()).startswith(b"OK MPD "):
+            raise EOFError("no greeting")
+        return reader, writer
+
+    # one after the other: 100 SYNs at once overflow a small listen backlog (dropped, retried after 1 s)
+    conns = [await connect() for _ in range(POLLERS)]
+
+    async def client(i: int) -> None:
+        reader, writer = conns[i]
         await asyncio.sleep(period * i / POLLERS)  # staggered
         end = loop.time() + seconds
         nxt = loop.time()
