@@ -192,7 +192,8 @@ class Command:
 
     def check(self, permission: Perm, nargs: int) -> None:
         """Permission first, then the argument count, with MPD's texts."""
-        if self.permission & permission != self.permission:
+        need = self.permission._value_  # plain ints: IntFlag's operators cost more than the command
+        if need & int(permission) != need:
             raise MpdError(Ack.PERMISSION, f'you don\'t have permission for "{self.name}"')
         if self.min_args == self.max_args and nargs != self.max_args:
             raise MpdError(Ack.ARG, f'wrong number of arguments for "{self.name}"')

@@ -17,7 +17,7 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pi_appliance.mpd.errors import Ack, MpdError, to_ack
@@ -109,6 +109,7 @@ class Session:
         self._out: list[str] = []
         self._busy = False
         self._buf = b""  # received, not yet a whole line
+        self._pending = _buffered_getter(writer)  # bytes written, not yet sent
         self.closed = False
         self.lines = 0  # request lines received (tests, logs)
         self.last_activity = time.monotonic()
@@ -119,11 +120,11 @@ class Session:
         if not self._out or self.closed:
             self._out.clear()
             return
-        data = "".join(self._out).encode("utf-8", "surrogateescape")
-        self._out.clear()
+        out = self._out
+        data = (out[0] if len(out) == 1 else "".join(out)).encode("utf-8", "surrogateescape")
+        out.clear()
         limit = self.app.settings.max_output_buffer_size + 16 * 1024
-        pending = _buffered(self.writer)
-        if pending + len(data) > limit:
+        if len(data) + (self._pending() if self._pending is not None else 0) > limit:
             # MPD: "Output buffer is full" → the connection is closed, nothing more is sent.
             log.warning("[%s] output buffer is full, closing", self.peer)
             self.close()
@@ -401,15 +402,20 @@ def format_pairs(pairs: Iterable[tuple[str, object]]) -> str:
     return "".join([f"{k}: {v}\n" for k, v in pairs])
 
 
-def _buffered(writer: Writer) -> int:
-    """Bytes written and not yet sent (a StreamWriter's transport, or a transport itself)."""
+def _buffered_getter(writer: Writer) -> Callable[[], int] | None:
+    """How many bytes written to ``writer`` are not yet sent (a StreamWriter's transport, or a
+    transport itself); None if it cannot tell (in-memory writers)."""
     get = getattr(getattr(writer, "transport", writer), "get_write_buffer_size", None)
     if get is None:
-        return 0
-    try:
-        return int(get())
-    except Exception:  # a closed transport
-        return 0
+        return None
+
+    def pending() -> int:
+        try:
+            return int(get())
+        except Exception:  # a closed transport
+            return 0
+
+    return pending
 
 
 __all__ = ["ALL_IDLE", "ALL_PERMS", "GREETING", "IDLE_BITS", "IDLE_NAMES", "Close", "Idle", "Session"]
