@@ -255,7 +255,9 @@ class Session:
     def _line(self, raw: bytes) -> bool | Coroutine[Any, Any, bool]:
         """:meth:`line`, done here and now unless a command has to wait (then: its coroutine)."""
         self.lines += 1
-        text = strip_line(raw.decode("utf-8", "surrogateescape"))
+        text = raw.decode("utf-8", "surrogateescape")
+        if not text or text[-1] <= " " or "\0" in text:  # most lines need no stripping
+            text = strip_line(text)
         if not text or not "a" <= text[0] <= "z":
             # Not the MPD protocol (an HTTP request, a blank line): MPD closes without a word.
             return False
@@ -327,10 +329,13 @@ class Session:
 
     def _execute(self, text: str, index: int) -> Outcome | None:
         """:meth:`execute` for a command that does not wait; None (having done nothing) if it would."""
-        try:
-            name, args = tokenize(text)
-        except TokenError as e:
-            return self._token_error(e, index)
+        if text.isascii() and text.isidentifier() and text[0] != "_":  # a bare word: tokenize's own shortcut
+            name, args = text, []
+        else:
+            try:
+                name, args = tokenize(text)
+            except TokenError as e:
+                return self._token_error(e, index)
         cmd = self.app.registry.get(name)
         if cmd is not None and cmd.is_async:
             return None
@@ -346,6 +351,11 @@ class Session:
             return Outcome.ERROR
         except Exception as e:  # every failure becomes an ACK, never a crash
             return self._failed(e, text, index, name)
+        if result is None:
+            return Outcome.OK
+        if result.__class__ is str:
+            self._out.append(result)
+            return Outcome.OK
         return self._result(result)
 
     def _token_error(self, e: TokenError, index: int) -> Outcome:
