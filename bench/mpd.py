@@ -53,7 +53,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"
 sys.path.insert(0, str(ROOT / "tests"))
 
 from mpd_daemon import start_daemon  # noqa: E402
-from mpd_transcripts import RealMpd, library_tunes, standin_uri  # noqa: E402
+from mpd_transcripts import RealMpd, free_port, library_tunes, standin_uri, wait_greeting  # noqa: E402
 
 PIPELINED = 10_000
 POLLERS = 100
@@ -173,7 +173,38 @@ def start_servers(tmp: Path, server_cpu: int | None) -> tuple[Server, Server]:
     return ours, theirs
 
 
+def start_floor(server_cpu: int | None) -> Server:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", FLOOR_SERVER, str(port)], stdout=subprocess.DEVNULL)
+    wait_greeting(port, proc=proc)
+    pin(proc.pid, server_cpu)
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+
+    return Server("floor", port, proc.pid, stop)
+
+
 # --- the measurements ---
+
+
+#: The ceiling for any CPython server: the event loop ours runs on, answering OK to every line.
+FLOOR_SERVER = """
+import asyncio, sys
+class Echo(asyncio.Protocol):
+    def connection_made(self, t): self.t = t; t.write(b"OK MPD 0.23.5\\n")
+    def data_received(self, d): self.t.write(b"OK\\n" * d.count(b"\\n"))
+async def main():
+    await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", int(sys.argv[1]))
+    await asyncio.sleep(3600)
+try:
+    import uvloop
+    uvloop.run(main())
+except ImportError:
+    asyncio.run(main())
+"""
 
 
 def bench_rtt(servers: tuple[Server, ...], n: int, rounds: int) -> dict[str, dict[str, float]]:
@@ -189,9 +220,9 @@ def bench_rtt(servers: tuple[Server, ...], n: int, rounds: int) -> dict[str, dic
     for _ in range(rounds):
         for what in ("ping", "status", "status_playing"):
             for s in servers:
+                if (what == "status_playing" and s.name != "ours") or (what != "ping" and s.name == "floor"):
+                    continue
                 if what == "status_playing":
-                    if s.name != "ours":
-                        continue
                     clients[s.name].play(0)
                 fn = getattr(clients[s.name], what.removesuffix("_playing"))
                 for _ in range(50):
@@ -204,7 +235,7 @@ def bench_rtt(servers: tuple[Server, ...], n: int, rounds: int) -> dict[str, dic
                     clients[s.name].stop()
     for c in clients.values():
         c.disconnect()
-    return {k: {w: statistics.median(v) for w, v in d.items()} for k, d in res.items()}
+    return {k: {w: statistics.median(v) for w, v in d.items() if v} for k, d in res.items()}
 
 
 def bench_pipelined(servers: tuple[Server, ...], rounds: int) -> dict[str, float]:
@@ -423,13 +454,14 @@ def main(argv: list[str] | None = None) -> int:
         if client_cpu is not None:
             os.sched_setaffinity(0, {client_cpu})
         servers = (ours, theirs)
+        floor = start_floor(server_cpu)
         res: dict[str, dict[str, Any]] = {s.name: {} for s in servers}
         try:
             time.sleep(1.0)
             for s in servers:
                 res[s.name]["rss"] = rss_mb(s.pid)
             steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-                ("rtt", lambda: bench_rtt(servers, n, rounds)),
+                ("rtt", lambda: bench_rtt((*servers, floor), n, rounds)),
                 ("pipelined", lambda: bench_pipelined(servers, rounds)),
                 ("idle", lambda: bench_idle(servers, samples)),
                 ("poll", lambda: bench_poll(servers, poll_s, poll_rounds)),
@@ -440,13 +472,20 @@ def main(argv: list[str] | None = None) -> int:
                 r = fn()
                 for s in servers:
                     res[s.name][name] = r[s.name]
+                if name == "rtt":
+                    floor.stop()
+                    res["floor"] = {"rtt": {"ping": r["floor"]["ping"]}}
                 print(f"{name}: {json.dumps(r)}  ({time.perf_counter() - t:.1f} s)", flush=True)
         finally:
-            for s in servers:
+            for s in (*servers, floor):
                 s.stop()
     print()
     for line in table(res):
         print(line)
+    if "floor" in res:
+        f, m = res["floor"]["rtt"]["ping"], res["mpd"]["rtt"]["ping"]
+        print(f"\nceiling: a CPython server on the same loop answering OK to every line, nothing else: "
+              f"{f:.0f} pings/s = {f / m:.2f} of mpd's")  # fmt: skip
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
     return 0
