@@ -192,7 +192,8 @@ class Command:
 
     def check(self, permission: Perm, nargs: int) -> None:
         """Permission first, then the argument count, with MPD's texts."""
-        if self.permission & permission != self.permission:
+        need = self.permission._value_  # plain ints: IntFlag's operators cost more than the command
+        if need & int(permission) != need:
             raise MpdError(Ack.PERMISSION, f'you don\'t have permission for "{self.name}"')
         if self.min_args == self.max_args and nargs != self.max_args:
             raise MpdError(Ack.ARG, f'wrong number of arguments for "{self.name}"')
@@ -264,6 +265,9 @@ class Registry:
             return self._table[name]
         except KeyError:
             raise MpdError(Ack.UNKNOWN, f'unknown command "{name}"', command="") from None
+
+    def get(self, name: str) -> Command | None:
+        return self._table.get(name)
 
     def __contains__(self, name: str) -> bool:
         return name in self._table

@@ -15,13 +15,14 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from pi_appliance.config import MpdSettings
 from pi_appliance.errors import ApplianceError
 from pi_appliance.mpd.app import App
-from pi_appliance.mpd.session import Session
+from pi_appliance.mpd.session import GREETING, Session
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +40,19 @@ class MpdServer:
         self.inherited = list(sockets)  # bound by systemd (socket activation): used instead of bind/port
         self._servers: list[asyncio.base_events.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # sessions awaiting a command
         self.ports: list[int] = []
 
     async def start(self) -> None:
         s = self.settings
+        loop = asyncio.get_running_loop()
         if self.inherited:
-            await self._serve_inherited()
+            await self._serve_inherited(loop)
             return
         try:
             for host in s.bind:
-                server = await asyncio.start_server(
-                    self._tcp_client, host, s.port, reuse_address=True, limit=65536, backlog=128
+                server = await loop.create_server(
+                    self._protocol(local=False), host, s.port, reuse_address=True, backlog=128
                 )
                 self._servers.append(server)
                 for sock in server.sockets:
@@ -60,7 +62,7 @@ class MpdServer:
                 with contextlib.suppress(FileNotFoundError):
                     if path.is_socket():
                         path.unlink()
-                server = await asyncio.start_unix_server(self._unix_client, str(path), backlog=128)
+                server = await loop.create_unix_server(self._protocol(local=True), str(path), backlog=128)
                 os.chmod(path, 0o666)
                 self._servers.append(server)
         except OSError as e:
@@ -69,16 +71,16 @@ class MpdServer:
         self._sweeper = asyncio.create_task(self._sweep(), name="mpd-timeouts")
         log.info("MPD protocol on %s port %s%s", ", ".join(s.bind), self.ports, f", {s.socket}" if s.socket else "")
 
-    async def _serve_inherited(self) -> None:
+    async def _serve_inherited(self, loop: asyncio.AbstractEventLoop) -> None:
         """Socket activation: serve on the listening sockets systemd passed, TCP or Unix."""
         where = []
         for sock in self.inherited:
             sock.setblocking(False)
             if sock.family == socket.AF_UNIX:
-                server = await asyncio.start_unix_server(self._unix_client, sock=sock, backlog=128)
+                server = await loop.create_unix_server(self._protocol(local=True), sock=sock, backlog=128)
                 where.append(str(sock.getsockname()))
             else:
-                server = await asyncio.start_server(self._tcp_client, sock=sock, limit=65536, backlog=128)
+                server = await loop.create_server(self._protocol(local=False), sock=sock, backlog=128)
                 self.ports.append(sock.getsockname()[1])
                 host, port = sock.getsockname()[:2]
                 where.append(f"{host} port {port}")
@@ -113,40 +115,8 @@ class MpdServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        peer = writer.get_extra_info("peername")
-        await self._client(reader, writer, local=False, peer=f"{peer[0]}:{peer[1]}" if peer else "?")
-
-    async def _unix_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self._client(reader, writer, local=True, peer="unix")
-
-    async def _client(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, local: bool, peer: str
-    ) -> None:
-        if len(self.app.sessions) >= self.settings.max_connections:
-            log.warning("Max connections reached (%d), refusing %s", self.settings.max_connections, peer)
-            writer.close()
-            return
-        session = Session(self.app, writer, local=local, peer=peer)
-        self.app.sessions.add(session)
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            await session.run(reader)
-        except (ConnectionError, OSError):
-            pass
-        except Exception:  # a bug in one connection never takes the server down
-            log.exception("[%s] session failed", peer)
-        finally:
-            self.app.sessions.discard(session)
-            session.close()
-            if task is not None:
-                self._tasks.discard(task)
+    def _protocol(self, *, local: bool) -> Callable[[], _Connection]:
+        return lambda: _Connection(self, local=local)
 
     async def _sweep(self) -> None:
         timeout = self.settings.connection_timeout
@@ -158,3 +128,77 @@ class MpdServer:
                 if not session.idle_waiting and now - session.last_activity > timeout:
                     log.info("[%s] connection timed out", session.peer)
                     session.close()
+
+
+class _Connection(asyncio.Protocol):
+    """One client on the transport directly: each received chunk is handled within the callback
+    that delivers it, and a reply is one write, no task switch between them. A command that has
+    to wait (``play``...) gets a task; reading pauses until it is done, so order is kept."""
+
+    def __init__(self, server: MpdServer, *, local: bool) -> None:
+        self.server = server
+        self.local = local
+        self.session: Session | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
+        server = self.server
+        if self.local:
+            peer = "unix"
+        else:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            addr = transport.get_extra_info("peername")
+            peer = f"{addr[0]}:{addr[1]}" if addr else "?"
+        if len(server.app.sessions) >= server.settings.max_connections:
+            log.warning("Max connections reached (%d), refusing %s", server.settings.max_connections, peer)
+            transport.close()
+            return
+        self.session = Session(server.app, transport, local=self.local, peer=peer)
+        server.app.sessions.add(self.session)
+        transport.write(GREETING)
+
+    def data_received(self, data: bytes) -> None:
+        session = self.session
+        if session is None or session.closed:
+            return
+        try:
+            pending = session.feed(data)
+        except Exception as e:
+            self._failed(session, e)
+            return
+        if pending is not None:
+            assert self.transport is not None
+            self.transport.pause_reading()
+            task = asyncio.get_running_loop().create_task(self._wait(session, pending))
+            self.server._tasks.add(task)
+            task.add_done_callback(self.server._tasks.discard)
+
+    async def _wait(self, session: Session, pending: Coroutine[Any, Any, bool] | None) -> None:
+        try:
+            while pending is not None:
+                pending = session.resume(await pending)
+        except Exception as e:
+            self._failed(session, e)
+            return
+        if not session.closed and self.transport is not None:
+            self.transport.resume_reading()
+
+    def _failed(self, session: Session, e: Exception) -> None:
+        if not isinstance(e, (ConnectionError, OSError)):  # a bug in one connection never takes the server down
+            log.exception("[%s] session failed", session.peer, exc_info=e)
+        session.close()
+
+    def eof_received(self) -> bool:
+        if self.session is not None:
+            self.session.close()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        session = self.session
+        if session is not None:
+            self.server.app.sessions.discard(session)
+            session.close()

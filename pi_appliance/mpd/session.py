@@ -17,7 +17,7 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pi_appliance.mpd.errors import Ack, MpdError, to_ack
@@ -108,6 +108,8 @@ class Session:
         # output is gathered here while a line is processed and written when it is done
         self._out: list[str] = []
         self._busy = False
+        self._buf = b""  # received, not yet a whole line
+        self._pending = _buffered_getter(writer)  # bytes written, not yet sent
         self.closed = False
         self.lines = 0  # request lines received (tests, logs)
         self.last_activity = time.monotonic()
@@ -118,11 +120,11 @@ class Session:
         if not self._out or self.closed:
             self._out.clear()
             return
-        data = "".join(self._out).encode("utf-8", "surrogateescape")
-        self._out.clear()
+        out = self._out
+        data = (out[0] if len(out) == 1 else "".join(out)).encode("utf-8", "surrogateescape")
+        out.clear()
         limit = self.app.settings.max_output_buffer_size + 16 * 1024
-        pending = _buffered(self.writer)
-        if pending + len(data) > limit:
+        if len(data) + (self._pending() if self._pending is not None else 0) > limit:
             # MPD: "Output buffer is full" → the connection is closed, nothing more is sent.
             log.warning("[%s] output buffer is full, closing", self.peer)
             self.close()
@@ -177,47 +179,85 @@ class Session:
     async def run(self, reader: Reader) -> None:
         """Greet, then read lines until EOF, a limit, ``close`` or a protocol violation."""
         self.writer.write(GREETING)
-        buf = b""
         try:
             while not self.closed:
                 data = await reader.read(65536)
                 if not data:
                     break
-                self.last_activity = time.monotonic()
-                buf = buf + data if buf else data
-                start = 0
-                self._busy = True
-                try:
-                    while not self.closed:
-                        nl = buf.find(b"\n", start)
-                        if nl < 0:
-                            break
-                        if nl - start >= INPUT_BUFFER:
-                            log.warning("[%s] input buffer is full, closing", self.peer)
-                            self._flush()
-                            self.close(reset=True)
-                            break
-                        line = buf[start:nl]
-                        start = nl + 1
-                        if not await self.line(line):
-                            self._flush()
-                            self.close()
-                            break
-                        self._flush()
-                finally:
-                    self._busy = False
-                    self._flush()
-                buf = buf[start:]
-                if len(buf) >= INPUT_BUFFER and not self.closed:
-                    log.warning("[%s] input buffer is full, closing", self.peer)
-                    self.close(reset=True)
+                pending = self.feed(data)
+                while pending is not None:
+                    pending = self.resume(await pending)
         finally:
             self.close()
 
+    def feed(self, data: bytes) -> Coroutine[Any, Any, bool] | None:
+        """Process the complete lines received so far, synchronously as long as no command has to
+        wait. When one does, its coroutine is returned: the caller awaits it, reads nothing more
+        meanwhile, and hands its result to :meth:`resume`, which goes on with the lines after it."""
+        self.last_activity = time.monotonic()
+        self._buf = self._buf + data if self._buf else data
+        return self._drain()
+
+    def resume(self, keep: bool) -> Coroutine[Any, Any, bool] | None:
+        """The line that had to wait is done (``keep``: False closes); go on with the next ones."""
+        if not keep:
+            self._flush()
+            self.close()
+            self._busy = False
+            return None
+        self._flush()
+        return self._drain()
+
+    def _drain(self) -> Coroutine[Any, Any, bool] | None:
+        buf = self._buf
+        start = 0
+        self._busy = True
+        try:
+            while not self.closed:
+                nl = buf.find(b"\n", start)
+                if nl < 0:
+                    break
+                if nl - start >= INPUT_BUFFER:
+                    log.warning("[%s] input buffer is full, closing", self.peer)
+                    self._flush()
+                    self.close(reset=True)
+                    break
+                line = buf[start:nl]
+                start = nl + 1
+                keep = self._line(line)
+                if keep is True:
+                    self._flush()
+                elif keep is False:
+                    self._flush()
+                    self.close()
+                    break
+                else:  # a command that waits: the rest of the buffer waits for it
+                    self._buf = buf[start:]
+                    start = -1
+                    return keep
+        finally:
+            if start >= 0:
+                self._busy = False
+                self._flush()
+        buf = self._buf = buf[start:]
+        if len(buf) >= INPUT_BUFFER and not self.closed:
+            log.warning("[%s] input buffer is full, closing", self.peer)
+            self.close(reset=True)
+        return None
+
     async def line(self, raw: bytes) -> bool:
         """Process one request line (without its "\\n"); False closes the connection."""
+        keep = self._line(raw)
+        if keep is True or keep is False:
+            return keep
+        return await keep
+
+    def _line(self, raw: bytes) -> bool | Coroutine[Any, Any, bool]:
+        """:meth:`line`, done here and now unless a command has to wait (then: its coroutine)."""
         self.lines += 1
-        text = strip_line(raw.decode("utf-8", "surrogateescape"))
+        text = raw.decode("utf-8", "surrogateescape")
+        if not text or text[-1] <= " " or "\0" in text:  # most lines need no stripping
+            text = strip_line(text)
         if not text or not "a" <= text[0] <= "z":
             # Not the MPD protocol (an HTTP request, a blank line): MPD closes without a word.
             return False
@@ -232,16 +272,7 @@ class Session:
             if text == "command_list_end":
                 commands, ok_mode = self._list, self._list_ok
                 self._list = None
-                outcome = Outcome.OK
-                for i, cmd in enumerate(commands):
-                    outcome = await self.execute(cmd, i)
-                    if outcome is not Outcome.OK or self.closed:
-                        break
-                    if ok_mode:
-                        self._out.append("list_OK\n")
-                if outcome is Outcome.OK:
-                    self._out.append("OK\n")
-                return outcome is not Outcome.CLOSE
+                return self._run_list(commands, ok_mode, 0)
             self._list_size += len(text) + 1
             if self._list_size > self.app.settings.max_command_list_size:
                 log.warning("[%s] command list is larger than the maximum, closing", self.peer)
@@ -253,21 +284,112 @@ class Session:
             self._list_ok = text == "command_list_ok_begin"
             self._list_size = 0
             return True
+        outcome = self._execute(text, 0)
+        if outcome is None:
+            return self._line_async(text)
+        if outcome is Outcome.OK:
+            self._out.append("OK\n")
+        return outcome is not Outcome.CLOSE
+
+    async def _line_async(self, text: str) -> bool:
         outcome = await self.execute(text, 0)
         if outcome is Outcome.OK:
             self._out.append("OK\n")
         return outcome is not Outcome.CLOSE
+
+    def _run_list(self, commands: list[str], ok_mode: bool, first: int) -> bool | Coroutine[Any, Any, bool]:
+        outcome = Outcome.OK
+        out = self._out
+        for i in range(first, len(commands)):
+            o = self._execute(commands[i], i)
+            if o is None:
+                return self._run_list_async(commands, ok_mode, i)
+            outcome = o
+            if outcome is not Outcome.OK or self.closed:
+                break
+            if ok_mode:
+                out.append("list_OK\n")
+        if outcome is Outcome.OK:
+            out.append("OK\n")
+        return outcome is not Outcome.CLOSE
+
+    async def _run_list_async(self, commands: list[str], ok_mode: bool, i: int) -> bool:
+        """The rest of a command list from ``i``, whose command has to wait."""
+        outcome = await self.execute(commands[i], i)
+        if outcome is not Outcome.OK or self.closed:
+            if outcome is Outcome.OK:
+                self._out.append("OK\n")
+            return outcome is not Outcome.CLOSE
+        if ok_mode:
+            self._out.append("list_OK\n")
+        rest = self._run_list(commands, ok_mode, i + 1)
+        if rest is True or rest is False:
+            return rest
+        return await rest
+
+    def _execute(self, text: str, index: int) -> Outcome | None:
+        """:meth:`execute` for a command that does not wait; None (having done nothing) if it would."""
+        if text.isascii() and text.isidentifier() and text[0] != "_":  # a bare word: tokenize's own shortcut
+            name, args = text, []
+        else:
+            try:
+                name, args = tokenize(text)
+            except TokenError as e:
+                return self._token_error(e, index)
+        cmd = self.app.registry.get(name)
+        if cmd is not None and cmd.is_async:
+            return None
+        try:
+            if cmd is None:
+                cmd = self.app.registry.lookup(name)  # raises: unknown command
+            cmd.check(self.permission, len(args))
+            result: Any = cmd.handler(self, *cmd.convert(args)) if cmd.args else cmd.handler(self)
+        except Close:
+            return Outcome.CLOSE
+        except MpdError as e:
+            self._out.append(e.line(index, name).decode())
+            return Outcome.ERROR
+        except Exception as e:  # every failure becomes an ACK, never a crash
+            return self._failed(e, text, index, name)
+        if result is None:
+            return Outcome.OK
+        if result.__class__ is str:
+            self._out.append(result)
+            return Outcome.OK
+        return self._result(result)
+
+    def _token_error(self, e: TokenError, index: int) -> Outcome:
+        if e.too_many:
+            self._out.append(f"ACK [{int(Ack.ARG)}@{index}] {{}} {e.message}\n")
+            return Outcome.ERROR
+        self._out.append(f"ACK [{int(Ack.UNKNOWN)}@{index}] {{}} {e.message}\n")
+        return Outcome.CLOSE if e.fatal else Outcome.ERROR
+
+    def _failed(self, e: Exception, text: str, index: int, name: str) -> Outcome:
+        ack = to_ack(e)
+        if ack.code == Ack.UNKNOWN:
+            log.exception("[%s] %r failed", self.peer, text)
+        self._out.append(ack.line(index, name).decode())
+        return Outcome.ERROR
+
+    def _result(self, result: Any) -> Outcome:
+        if result is None:
+            return Outcome.OK
+        if isinstance(result, str):
+            self._out.append(result)
+            return Outcome.OK
+        if isinstance(result, Idle):
+            self._idle_wait(result.mask)
+            return Outcome.IDLE
+        self._out.append(format_pairs(result))
+        return Outcome.OK
 
     async def execute(self, text: str, index: int) -> Outcome:
         """Run one command; its reply lines (or its ACK) go to the output. No final OK."""
         try:
             name, args = tokenize(text)
         except TokenError as e:
-            if e.too_many:
-                self._out.append(f"ACK [{int(Ack.ARG)}@{index}] {{}} {e.message}\n")
-                return Outcome.ERROR
-            self._out.append(f"ACK [{int(Ack.UNKNOWN)}@{index}] {{}} {e.message}\n")
-            return Outcome.CLOSE if e.fatal else Outcome.ERROR
+            return self._token_error(e, index)
         try:
             cmd = self.app.registry.lookup(name)
             cmd.check(self.permission, len(args))
@@ -281,21 +403,8 @@ class Session:
             self._out.append(e.line(index, name).decode())
             return Outcome.ERROR
         except Exception as e:  # every failure becomes an ACK, never a crash
-            ack = to_ack(e)
-            if ack.code == Ack.UNKNOWN:
-                log.exception("[%s] %r failed", self.peer, text)
-            self._out.append(ack.line(index, name).decode())
-            return Outcome.ERROR
-        if result is None:
-            return Outcome.OK
-        if isinstance(result, str):
-            self._out.append(result)
-            return Outcome.OK
-        if isinstance(result, Idle):
-            self._idle_wait(result.mask)
-            return Outcome.IDLE
-        self._out.append(format_pairs(result))
-        return Outcome.OK
+            return self._failed(e, text, index, name)
+        return self._result(result)
 
 
 def format_pairs(pairs: Iterable[tuple[str, object]]) -> str:
@@ -303,14 +412,20 @@ def format_pairs(pairs: Iterable[tuple[str, object]]) -> str:
     return "".join([f"{k}: {v}\n" for k, v in pairs])
 
 
-def _buffered(writer: Writer) -> int:
-    transport = getattr(writer, "transport", None)
-    if transport is None:
-        return 0
-    try:
-        return int(transport.get_write_buffer_size())
-    except Exception:  # a closed transport
-        return 0
+def _buffered_getter(writer: Writer) -> Callable[[], int] | None:
+    """How many bytes written to ``writer`` are not yet sent (a StreamWriter's transport, or a
+    transport itself); None if it cannot tell (in-memory writers)."""
+    get = getattr(getattr(writer, "transport", writer), "get_write_buffer_size", None)
+    if get is None:
+        return None
+
+    def pending() -> int:
+        try:
+            return int(get())
+        except Exception:  # a closed transport
+            return 0
+
+    return pending
 
 
 __all__ = ["ALL_IDLE", "ALL_PERMS", "GREETING", "IDLE_BITS", "IDLE_NAMES", "Close", "Idle", "Session"]

@@ -49,6 +49,8 @@ def strip_line(line: str) -> str:
 
 def tokenize(line: str, max_args: int = MAX_ARGS) -> tuple[str, list[str]]:
     """Split a stripped request line into the command word and its arguments."""
+    if line.isascii() and line.isidentifier() and line[0] != "_":  # a bare command word: most requests
+        return line, []
     if _SIMPLE.fullmatch(line):
         words = line.split(" ")
         if len(words) - 1 >= max_args:

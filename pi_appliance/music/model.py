@@ -67,14 +67,13 @@ class Tune:
     title: str
     notes: tuple[Note, ...]
     source_format: str = "unknown"
+    # summed once: the player reads it for every MPD status while playing (immutable, so it holds)
+    duration_us: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.notes, tuple):
             object.__setattr__(self, "notes", tuple(self.notes))
-
-    @property
-    def duration_us(self) -> int:
-        return sum(n.duration_us for n in self.notes)
+        object.__setattr__(self, "duration_us", sum(n.duration_us for n in self.notes))
 
     @property
     def duration_s(self) -> float:

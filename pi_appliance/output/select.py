@@ -17,12 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pi_appliance.config import OutputSettings
 from pi_appliance.errors import OutputError
 from pi_appliance.output.base import Output
 from pi_appliance.output.pigpio import PigpioOutput
-from pi_appliance.sim import SimServer, Simulator
+
+if TYPE_CHECKING:
+    from pi_appliance.sim import Simulator
 
 log = logging.getLogger("pi_appliance.output")
 
@@ -46,6 +49,8 @@ class SimOutput(PigpioOutput):
     kind = "sim"
 
     def __init__(self, settings: OutputSettings, *, reason: str = "", edges_path: str = "") -> None:
+        from pi_appliance.sim import SimServer  # the simulator loads only when it is the output
+
         self.server = SimServer(
             "127.0.0.1",
             settings.sim_port,

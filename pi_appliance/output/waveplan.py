@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pi_appliance.music import Note, Tune
 
@@ -105,10 +105,11 @@ class Slice:
     index: int
     start_us: int
     pulses: tuple[Pulse, ...]
+    # the sum of the pulses, once: position_us (every MPD status while playing) reads it
+    duration_us: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def duration_us(self) -> int:
-        return sum(p[2] for p in self.pulses)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "duration_us", sum(p[2] for p in self.pulses))
 
     @property
     def end_us(self) -> int:
