@@ -125,7 +125,7 @@ class MpdServer:
             await asyncio.sleep(period)
             now = time.monotonic()
             for session in list(self.app.sessions):
-                if not session.idle_waiting and now - session.last_activity > timeout:
+                if not session.closed and not session.idle_waiting and now - session.last_activity > timeout:
                     log.info("[%s] connection timed out", session.peer)
                     session.close()
 

@@ -127,23 +127,29 @@ class Session:
         if len(data) + (self._pending() if self._pending is not None else 0) > limit:
             # MPD: "Output buffer is full" → the connection is closed, nothing more is sent.
             log.warning("[%s] output buffer is full, closing", self.peer)
-            self.close()
+            self.close(discard=True)
             return
         self.writer.write(data)
 
-    def close(self, *, reset: bool = False) -> None:
+    def close(self, *, reset: bool = False, discard: bool = False) -> None:
         """Close; ``reset`` drops what the peer sent and we did not read, as MPD's close does
-        when its input buffer is full (the peer sees a reset, not an orderly end)."""
+        when its input buffer is full (the peer sees a reset, not an orderly end). ``discard``
+        also drops what we wrote and the peer has not taken (MPD on a full output buffer): the
+        connection ends now instead of when a peer that does not read gets round to it."""
         if not self.closed:
             self.closed = True
             self.idle_waiting = False
-            if reset:
+            if reset or discard:
                 sock = getattr(self.writer, "get_extra_info", lambda _name: None)("socket")
                 if sock is not None:
                     with contextlib.suppress(OSError):
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            abort = getattr(getattr(self.writer, "transport", self.writer), "abort", None) if discard else None
             with contextlib.suppress(Exception):  # a transport already gone
-                self.writer.close()
+                if abort is not None:
+                    abort()
+                else:
+                    self.writer.close()
 
     # --- idle ---
 
