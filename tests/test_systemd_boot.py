@@ -51,6 +51,7 @@ def test_the_unit_becomes_active_through_ready(booted_appliance):
     assert m.run("getent", "passwd", uid).stdout.startswith("pi-appliance:")
     owner = m.run("stat", "-c", "%U %a", "/var/lib/pi-appliance").stdout.split()
     assert owner[0] == "pi-appliance", owner
+    assert "event loop: uvloop" in m.journal(UNIT)  # the role installed the 'fast' extra
 
 
 def test_pictl_status_and_play_inside_the_root(booted_appliance):
