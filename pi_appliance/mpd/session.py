@@ -335,13 +335,10 @@ class Session:
 
     def _execute(self, text: str, index: int) -> Outcome | None:
         """:meth:`execute` for a command that does not wait; None (having done nothing) if it would."""
-        if text.isascii() and text.isidentifier() and text[0] != "_":  # a bare word: tokenize's own shortcut
-            name, args = text, []
-        else:
-            try:
-                name, args = tokenize(text)
-            except TokenError as e:
-                return self._token_error(e, index)
+        try:
+            name, args = tokenize(text)
+        except TokenError as e:
+            return self._token_error(e, index)
         cmd = self.app.registry.get(name)
         if cmd is not None and cmd.is_async:
             return None
@@ -350,18 +347,8 @@ class Session:
                 cmd = self.app.registry.lookup(name)  # raises: unknown command
             cmd.check(self.permission, len(args))
             result: Any = cmd.handler(self, *cmd.convert(args)) if cmd.args else cmd.handler(self)
-        except Close:
-            return Outcome.CLOSE
-        except MpdError as e:
-            self._out.append(e.line(index, name).decode())
-            return Outcome.ERROR
-        except Exception as e:  # every failure becomes an ACK, never a crash
-            return self._failed(e, text, index, name)
-        if result is None:
-            return Outcome.OK
-        if result.__class__ is str:
-            self._out.append(result)
-            return Outcome.OK
+        except Exception as e:
+            return self._error(e, text, index, name)
         return self._result(result)
 
     def _token_error(self, e: TokenError, index: int) -> Outcome:
@@ -371,7 +358,14 @@ class Session:
         self._out.append(f"ACK [{int(Ack.UNKNOWN)}@{index}] {{}} {e.message}\n")
         return Outcome.CLOSE if e.fatal else Outcome.ERROR
 
-    def _failed(self, e: Exception, text: str, index: int, name: str) -> Outcome:
+    def _error(self, e: Exception, text: str, index: int, name: str) -> Outcome:
+        """What a command raised: ``Close``, an ACK of its own, or any other failure as an ACK (never
+        a crash)."""
+        if isinstance(e, Close):
+            return Outcome.CLOSE
+        if isinstance(e, MpdError):
+            self._out.append(e.line(index, name).decode())
+            return Outcome.ERROR
         ack = to_ack(e)
         if ack.code == Ack.UNKNOWN:
             log.exception("[%s] %r failed", self.peer, text)
@@ -403,13 +397,8 @@ class Session:
             result: Any = cmd.handler(self, *converted)
             if cmd.is_async:
                 result = await result
-        except Close:
-            return Outcome.CLOSE
-        except MpdError as e:
-            self._out.append(e.line(index, name).decode())
-            return Outcome.ERROR
-        except Exception as e:  # every failure becomes an ACK, never a crash
-            return self._failed(e, text, index, name)
+        except Exception as e:
+            return self._error(e, text, index, name)
         return self._result(result)
 
 
